@@ -1,0 +1,91 @@
+"""Crash-safe JSON files: every file the pipeline writes is replaced atomically.
+
+A kill, a crash or a full disk at any moment leaves either the old file or the
+new one, never half of either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON to a temp file in the same directory, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_finite(data), indent=1, sort_keys=False, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN/inf: store them as null so every file stays standard JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        try:
+            return _finite(obj.item())
+        except (TypeError, ValueError):
+            return obj
+    return obj
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a pipeline file; a missing or corrupt file raises an error naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "the file is corrupt or was edited by hand"
+        ) from None
+
+
+def check_header(data: Any, kind: str, schema: int, source: str) -> None:
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a JSON object, found {type(data).__name__}")
+    if data.get("kind") != kind:
+        raise ValueError(f"{source}: field 'kind': expected {kind!r}, found {data.get('kind')!r}")
+    if data.get("schema") != schema:
+        raise ValueError(
+            f"{source}: field 'schema': expected {schema} (this version of flops-fit), "
+            f"found {data.get('schema')!r}"
+        )
+
+
+def require(data: dict, key: str, source: str) -> Any:
+    if key not in data:
+        raise ValueError(f"{source}: required field {key!r} is missing")
+    return data[key]

@@ -1,0 +1,410 @@
+"""IsoFLOP sweep design: which (size value, N, D) to train at each compute budget.
+
+A plan is pure data: it is computed from the budgets and from the user's
+constructor (to map target parameter counts to size values) and it is the
+only thing the trainer needs to know about the sweep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from flops_fit import io
+from flops_fit.flops import FLOPS_6ND
+
+SWEEP_SCHEMA = 1
+SWEEP_KIND = "flops-fit/sweep"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One training run of the sweep, planned for exactly one budget."""
+
+    experiment_id: str
+    compute_budget: float  # the budget this run was planned for (group by this, never round)
+    budget_index: int
+    size_value: int  # value passed to the model's size parameter
+    num_params: int  # N, as counted by the model's num_params()
+    num_tokens: float  # D = C / (6 N): data units (tokens or samples) to train on
+    target_params: float  # the N the planner aimed at
+    flagged: bool = False
+    flag_reason: str = ""
+
+    @property
+    def tokens_per_param(self) -> float:
+        return self.num_tokens / self.num_params
+
+    @property
+    def flops(self) -> float:
+        return 6.0 * self.num_params * self.num_tokens
+
+
+@dataclass
+class PlanSettings:
+    """Every number the planner used, so a plan can be re-created and compared."""
+
+    num_model_sizes: int = 7
+    span_decades: float = 1.0  # each side of the centre guess, in log10 N
+    center_tokens_per_param: float = 20.0  # centre guess N* = sqrt(C / (6 * this))
+    size_multiple: int = 1
+    size_values: list[int] | None = None
+    size_min: int = 1
+    size_max: int = 1 << 16
+    units_per_step: int | None = None  # batch units per optimizer step, for the too-few-steps flag
+    min_steps: int = 20
+
+
+@dataclass
+class SweepPlan:
+    """The experiments of an IsoFLOP sweep and what they will cost."""
+
+    budgets: list[float]
+    experiments: list[Experiment]
+    size_param: str
+    model_name: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    settings: PlanSettings = field(default_factory=PlanSettings)
+    flops_accounting: str = FLOPS_6ND
+    cost_estimate: dict[str, Any] | None = None
+    #: how the runs will be produced (mode, seed, mock law or train config); part of the fingerprint
+    run_settings: dict[str, Any] = field(default_factory=dict)
+
+    # ---- summaries -------------------------------------------------------
+    @property
+    def runnable(self) -> list[Experiment]:
+        return [e for e in self.experiments if not e.flagged]
+
+    @property
+    def total_flops(self) -> float:
+        return float(sum(e.flops for e in self.runnable))
+
+    def to_dataframe(self) -> pd.DataFrame:
+        rows = []
+        for e in self.experiments:
+            rows.append(
+                {
+                    "experiment_id": e.experiment_id,
+                    "compute_budget": e.compute_budget,
+                    "size_value": e.size_value,
+                    "N": e.num_params,
+                    "D": e.num_tokens,
+                    "tokens_per_param": e.tokens_per_param,
+                    "flops": e.flops,
+                    "flagged": e.flagged,
+                    "flag_reason": e.flag_reason,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        """A readable table of the sweep, with its total compute."""
+        df = self.to_dataframe()
+        lines = [
+            f"IsoFLOP sweep: {len(self.budgets)} budgets, {len(self.experiments)} experiments "
+            f"({len(self.runnable)} runnable), size parameter '{self.size_param}' of {self.model_name}",
+            f"total compute: {self.total_flops:.3e} FLOPs ({self.flops_accounting})",
+        ]
+        if self.cost_estimate:
+            est = self.cost_estimate
+            lines.append(
+                f"estimated wall time: {est.get('total_seconds', float('nan')):.0f} s on {est.get('device', '?')}"
+            )
+        show = df.assign(
+            compute_budget=df.compute_budget.map("{:.2e}".format),
+            N=df.N.map("{:,}".format),
+            D=df.D.map("{:.3e}".format),
+            tokens_per_param=df.tokens_per_param.map("{:.1f}".format),
+        )[["compute_budget", "size_value", "N", "D", "tokens_per_param", "flag_reason"]]
+        lines.append(show.to_string(index=False))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:  # keep notebooks readable
+        return (
+            f"SweepPlan(budgets={len(self.budgets)}, experiments={len(self.experiments)}, "
+            f"total_flops={self.total_flops:.3e})"
+        )
+
+    # ---- persistence -----------------------------------------------------
+    def fingerprint(self) -> str:
+        """Hash of everything that makes two plans the same sweep."""
+        core = {
+            "size_param": self.size_param,
+            "model_name": self.model_name,
+            "model_kwargs": _jsonable(self.model_kwargs),
+            "flops_accounting": self.flops_accounting,
+            "run_settings": _jsonable(self.run_settings),
+            "experiments": [
+                [e.experiment_id, e.compute_budget, e.size_value, e.num_params, e.num_tokens]
+                for e in self.experiments
+            ],
+        }
+        blob = json.dumps(core, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SWEEP_SCHEMA,
+            "kind": SWEEP_KIND,
+            "fingerprint": self.fingerprint(),
+            "size_param": self.size_param,
+            "model_name": self.model_name,
+            "model_kwargs": _jsonable(self.model_kwargs),
+            "flops_accounting": self.flops_accounting,
+            "settings": asdict(self.settings),
+            "run_settings": _jsonable(self.run_settings),
+            "budgets": list(self.budgets),
+            "total_flops": self.total_flops,
+            "cost_estimate": self.cost_estimate,
+            "experiments": [asdict(e) for e in self.experiments],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "sweep.json") -> "SweepPlan":
+        io.check_header(data, SWEEP_KIND, SWEEP_SCHEMA, source)
+        for key in ("size_param", "model_name", "budgets", "experiments"):
+            io.require(data, key, source)
+        try:
+            exps = [Experiment(**e) for e in data["experiments"]]
+        except TypeError as exc:
+            raise ValueError(f"{source}: field 'experiments' has a malformed entry: {exc}") from None
+        settings = PlanSettings(**data.get("settings", {}))
+        return cls(
+            budgets=[float(b) for b in data["budgets"]],
+            experiments=exps,
+            size_param=data["size_param"],
+            model_name=data["model_name"],
+            model_kwargs=data.get("model_kwargs", {}),
+            settings=settings,
+            flops_accounting=data.get("flops_accounting", FLOPS_6ND),
+            cost_estimate=data.get("cost_estimate"),
+            run_settings=data.get("run_settings", {}),
+        )
+
+    def save(self, path: str) -> None:
+        io.atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str) -> "SweepPlan":
+        return cls.from_dict(io.read_json(path), source=str(path))
+
+
+def _jsonable(obj: Any) -> Any:
+    """Model kwargs as JSON (repr for anything JSON cannot hold)."""
+    try:
+        json.dumps(obj)
+        return obj
+    except TypeError:
+        if isinstance(obj, dict):
+            return {str(k): _jsonable(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [_jsonable(v) for v in obj]
+        return repr(obj)
+
+
+# ---------------------------------------------------------------------------
+# budgets
+
+
+def make_budgets(
+    compute_budgets: Sequence[float] | None = None,
+    min_flops: float | None = None,
+    max_flops: float | None = None,
+    num_budgets: int | None = None,
+) -> list[float]:
+    """Explicit budgets, or a geometric grid from min_flops to max_flops."""
+    if compute_budgets is not None:
+        if min_flops is not None or max_flops is not None:
+            raise ValueError(
+                "compute_budgets: give either an explicit list or min_flops/max_flops, not both"
+            )
+        if isinstance(compute_budgets, (int, float)):
+            compute_budgets = [compute_budgets]
+        budgets = [_check_budget(b, f"compute_budgets[{i}]") for i, b in enumerate(compute_budgets)]
+        if not budgets:
+            raise ValueError("compute_budgets: expected at least one budget, found an empty list")
+    else:
+        if min_flops is None or max_flops is None:
+            raise ValueError(
+                "compute_budgets: expected a list of FLOP budgets or min_flops and max_flops, found neither"
+            )
+        lo = _check_budget(min_flops, "min_flops")
+        hi = _check_budget(max_flops, "max_flops")
+        n = 5 if num_budgets is None else num_budgets
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"num_budgets: expected a positive integer, found {n!r}")
+        if hi < lo:
+            raise ValueError(f"max_flops: expected >= min_flops ({lo:.3e}), found {hi:.3e}")
+        if n == 1 or hi == lo:
+            budgets = [lo] if hi == lo else [lo, hi][:n]
+        else:
+            budgets = [float(x) for x in np.geomspace(lo, hi, n)]
+            budgets[0], budgets[-1] = lo, hi
+    dup = sorted({b for b in budgets if budgets.count(b) > 1})
+    if dup:
+        raise ValueError(f"compute_budgets: expected distinct budgets, found duplicates {dup}")
+    return sorted(budgets)
+
+
+def _check_budget(value: Any, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a positive number of FLOPs, found {value!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name}: expected a positive finite number of FLOPs, found {value!r}")
+    return v
+
+
+# ---------------------------------------------------------------------------
+# size search
+
+
+class SizeSearch:
+    """Maps a target parameter count to a size value of the user's constructor.
+
+    num_params is assumed monotone (non-decreasing) in the size value; counts are
+    cached, so each size value is instantiated at most once.
+    """
+
+    def __init__(
+        self,
+        count_params: Callable[[int], int],
+        *,
+        size_multiple: int = 1,
+        size_values: Sequence[int] | None = None,
+        size_min: int = 1,
+        size_max: int = 1 << 16,
+    ) -> None:
+        if not isinstance(size_multiple, int) or size_multiple < 1:
+            raise ValueError(f"size_multiple: expected a positive integer, found {size_multiple!r}")
+        self._count = count_params
+        self._cache: dict[int, int] = {}
+        self.multiple = size_multiple
+        if size_values is not None:
+            vals = sorted({int(v) for v in size_values})
+            if not vals or vals[0] < 1:
+                raise ValueError(f"size_values: expected positive integers, found {list(size_values)!r}")
+            self.values: list[int] | None = vals
+        else:
+            self.values = None
+        self.k_min = max(1, math.ceil(size_min / size_multiple))
+        self.k_max = max(self.k_min, size_max // size_multiple)
+
+    def params(self, value: int) -> int:
+        if value not in self._cache:
+            self._cache[value] = int(self._count(value))
+        return self._cache[value]
+
+    def closest(self, target: float) -> tuple[int, bool]:
+        """(size value whose N is closest to target in log space, whether target was reachable)."""
+        if self.values is not None:
+            counts = np.array([self.params(v) for v in self.values], dtype=float)
+            i = int(np.argmin(np.abs(np.log(counts) - math.log(target))))
+            reachable = counts[0] <= target * 1.5 and counts[-1] >= target / 1.5
+            return self.values[i], bool(reachable)
+        m = self.multiple
+        lo, hi = self.k_min, self.k_min
+        if self.params(lo * m) >= target:
+            return lo * m, self.params(lo * m) <= target * 1.5
+        # exponential search for an upper bracket
+        while self.params(hi * m) < target:
+            if hi >= self.k_max:
+                return hi * m, self.params(hi * m) >= target / 1.5
+            lo, hi = hi, min(hi * 2, self.k_max)
+        while hi - lo > 1:  # invariant: N(lo) < target <= N(hi)
+            mid = (lo + hi) // 2
+            if self.params(mid * m) < target:
+                lo = mid
+            else:
+                hi = mid
+        n_lo, n_hi = self.params(lo * m), self.params(hi * m)
+        best = lo if abs(math.log(n_lo / target)) < abs(math.log(n_hi / target)) else hi
+        return best * m, True
+
+
+def plan_sweep(
+    budgets: Sequence[float],
+    count_params: Callable[[int], int],
+    *,
+    size_param: str,
+    model_name: str,
+    model_kwargs: dict[str, Any] | None = None,
+    settings: PlanSettings | None = None,
+) -> SweepPlan:
+    """Design the IsoFLOP sweep: per budget, sizes evenly spaced in log N around the centre guess."""
+    s = settings or PlanSettings()
+    if not isinstance(s.num_model_sizes, int) or s.num_model_sizes < 2:
+        raise ValueError(f"num_model_sizes: expected an integer >= 2, found {s.num_model_sizes!r}")
+    if not (isinstance(s.span_decades, (int, float)) and 0 < s.span_decades <= 4):
+        raise ValueError(f"span_decades: expected a number in (0, 4], found {s.span_decades!r}")
+    if not (s.center_tokens_per_param > 0):
+        raise ValueError(
+            f"center_tokens_per_param: expected a positive number, found {s.center_tokens_per_param!r}"
+        )
+    search = SizeSearch(
+        count_params,
+        size_multiple=s.size_multiple,
+        size_values=s.size_values,
+        size_min=s.size_min,
+        size_max=s.size_max,
+    )
+    experiments: list[Experiment] = []
+    for bi, C in enumerate(budgets):
+        n_center = math.sqrt(C / (6.0 * s.center_tokens_per_param))
+        targets = np.logspace(
+            math.log10(n_center) - s.span_decades,
+            math.log10(n_center) + s.span_decades,
+            s.num_model_sizes,
+        )
+        seen: set[int] = set()
+        for target in targets:
+            value, reachable = search.closest(float(target))
+            if value in seen:
+                continue  # duplicate size within a budget: the coarser size grid cannot resolve it
+            seen.add(value)
+            n = search.params(value)
+            d = C / (6.0 * n)
+            reasons = []
+            if not reachable:
+                reasons.append(
+                    f"target N={target:.3g} is outside what {size_param} in "
+                    f"[{search.k_min * search.multiple}, {search.k_max * search.multiple}] reaches (got N={n:,})"
+                )
+            if d < 1:
+                reasons.append(f"D={d:.3g} is less than one data unit")
+            elif s.units_per_step and d / s.units_per_step < s.min_steps:
+                reasons.append(
+                    f"only {d / s.units_per_step:.1f} optimizer steps of {s.units_per_step} units "
+                    f"(minimum {s.min_steps})"
+                )
+            experiments.append(
+                Experiment(
+                    experiment_id=f"C{C:.6g}-{size_param}{value}",
+                    compute_budget=float(C),
+                    budget_index=bi,
+                    size_value=int(value),
+                    num_params=int(n),
+                    num_tokens=float(d),
+                    target_params=float(target),
+                    flagged=bool(reasons),
+                    flag_reason="; ".join(reasons),
+                )
+            )
+    ids = [e.experiment_id for e in experiments]
+    if len(set(ids)) != len(ids):
+        raise ValueError("compute_budgets: budgets must differ in their first 6 significant digits")
+    return SweepPlan(
+        budgets=[float(b) for b in budgets],
+        experiments=experiments,
+        size_param=size_param,
+        model_name=model_name,
+        model_kwargs=dict(model_kwargs or {}),
+        settings=s,
+    )

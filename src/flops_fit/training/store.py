@@ -1,0 +1,196 @@
+"""results.json: one record per finished experiment, rewritten atomically after each.
+
+The driver is the only writer. A record, once written, is never lost: a kill
+leaves the previous valid file, a different plan is refused instead of mixed
+in, and `resume=False` moves old results aside instead of deleting them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from flops_fit import io
+
+RESULTS_SCHEMA = 1
+RESULTS_KIND = "flops-fit/results"
+
+STATUS_COMPLETED = "completed"
+STATUS_DIVERGED = "diverged"
+STATUS_FAILED = "failed"
+STATUSES = (STATUS_COMPLETED, STATUS_DIVERGED, STATUS_FAILED)
+
+
+@dataclass
+class RunRecord:
+    """The outcome of one experiment, as stored in results.json.
+
+    `details` holds what only some engines know (loss curve, train config,
+    throughput, epochs, measured FLOPs, ...); its keys are documented in
+    docs/file-formats.md.
+    """
+
+    experiment_id: str
+    compute_budget: float
+    size_value: int
+    num_params: int
+    num_tokens: float  # D the run was planned for (and, when completed, trained on)
+    final_loss: float | None
+    status: str
+    flops: float
+    flops_method: str  # "6ND" or "measured"
+    units: str = "tokens"  # what D counts: tokens, samples, or mock
+    error: str | None = None
+    wall_time_s: float = 0.0
+    timestamp: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.timestamp:
+            self.timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_COMPLETED and self.final_loss is not None and math.isfinite(
+            self.final_loss
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str, index: int) -> "RunRecord":
+        where = f"{source}: records[{index}]"
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected an object, found {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        required = names - {"units", "error", "wall_time_s", "timestamp", "details"}
+        missing = sorted(required - set(d))
+        if missing:
+            raise ValueError(f"{where}: required field {missing[0]!r} is missing")
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown field {unknown[0]!r}")
+        if d["status"] not in STATUSES:
+            raise ValueError(f"{where}: field 'status': expected one of {STATUSES}, found {d['status']!r}")
+        for key in ("compute_budget", "num_params", "num_tokens", "flops"):
+            v = d[key]
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                raise ValueError(f"{where}: field {key!r}: expected a positive number, found {v!r}")
+        loss = d["final_loss"]
+        if loss is not None and (not isinstance(loss, (int, float)) or isinstance(loss, bool)):
+            raise ValueError(f"{where}: field 'final_loss': expected a number or null, found {loss!r}")
+        if d["status"] == STATUS_COMPLETED and loss is None:
+            raise ValueError(f"{where}: field 'final_loss': a completed run needs a loss, found null")
+        return cls(**d)
+
+
+class ResultsStore:
+    """Append-only view of results.json for one plan (identified by its fingerprint)."""
+
+    def __init__(self, path: str | Path, plan_fingerprint: str, *, resume: bool = True) -> None:
+        self.path = Path(path)
+        self.fingerprint = plan_fingerprint
+        self._records: dict[str, RunRecord] = {}
+        self.moved_aside: Path | None = None
+        if self.path.exists():
+            if resume:
+                found, records = self.read(self.path)
+                if found != plan_fingerprint:
+                    raise ValueError(
+                        f"{self.path}: these results were made by a different plan "
+                        f"(fingerprint {found}, this plan is {plan_fingerprint}); refusing to mix them. "
+                        "Use a new output_dir, or resume=False to move the old results aside and start over."
+                    )
+                self._records = {r.experiment_id: r for r in records}
+            else:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                aside = self.path.with_name(f"results.{stamp}.json")
+                k = 1
+                while aside.exists():  # never overwrite an earlier set of results
+                    aside = self.path.with_name(f"results.{stamp}-{k}.json")
+                    k += 1
+                self.path.replace(aside)
+                self.moved_aside = aside
+
+    @staticmethod
+    def read(path: str | Path) -> tuple[str, list[RunRecord]]:
+        """(plan fingerprint, records) of a results file; malformed files name the field."""
+        source = str(path)
+        data = io.read_json(path)
+        io.check_header(data, RESULTS_KIND, RESULTS_SCHEMA, source)
+        fp = io.require(data, "plan_fingerprint", source)
+        recs = io.require(data, "records", source)
+        if not isinstance(recs, list):
+            raise ValueError(f"{source}: field 'records': expected a list, found {type(recs).__name__}")
+        records = [RunRecord.from_dict(r, source, i) for i, r in enumerate(recs)]
+        ids = [r.experiment_id for r in records]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ValueError(f"{source}: experiment {dup!r} appears more than once")
+        return fp, records
+
+    @property
+    def records(self) -> list[RunRecord]:
+        return list(self._records.values())
+
+    def done_ids(self, *, include_failed: bool = True) -> set[str]:
+        """Ids that need no more training (failed runs count as done unless retried on purpose)."""
+        return {
+            k for k, r in self._records.items() if include_failed or r.status != STATUS_FAILED
+        }
+
+    def add(self, record: RunRecord) -> None:
+        """Record one finished experiment and make it durable before returning."""
+        self._records[record.experiment_id] = record
+        self._flush()
+
+    def add_many(self, records: Iterable[RunRecord]) -> None:
+        for r in records:
+            self._records[r.experiment_id] = r
+        self._flush()
+
+    def _flush(self) -> None:
+        io.atomic_write_json(
+            self.path,
+            {
+                "schema": RESULTS_SCHEMA,
+                "kind": RESULTS_KIND,
+                "plan_fingerprint": self.fingerprint,
+                "records": [r.to_dict() for r in self._records.values()],
+            },
+        )
+
+
+def records_to_dataframe(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """Flat table of records with the column names the analysis uses (N, D, loss)."""
+    rows = []
+    for r in records:
+        rows.append(
+            {
+                "experiment_id": r.experiment_id,
+                "compute_budget": r.compute_budget,
+                "size_value": r.size_value,
+                "N": float(r.num_params),
+                "D": float(r.num_tokens),
+                "C": float(r.flops),
+                "loss": float("nan") if r.final_loss is None else float(r.final_loss),
+                "status": r.status,
+                "error": r.error,
+                "flops_method": r.flops_method,
+                "units": r.units,
+                "wall_time_s": r.wall_time_s,
+                "initial_loss": r.details.get("initial_loss", float("nan")),
+            }
+        )
+    cols = [
+        "experiment_id", "compute_budget", "size_value", "N", "D", "C", "loss", "status",
+        "error", "flops_method", "units", "wall_time_s", "initial_loss",
+    ]
+    return pd.DataFrame(rows, columns=cols)
