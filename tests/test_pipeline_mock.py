@@ -160,3 +160,21 @@ def test_groups_by_planned_budget_not_rounded_log(tmp_path, toy_model):
     # 1e18 and 1.004e18 round to the same log10 at 2 decimals; they must stay two budgets
     res = run(toy_model, tmp_path, compute_budgets=[1e18, 1.004e18, 1e19])
     assert [o.compute_budget for o in res.analysis.isoflop.optima] == [1e18, 1.004e18, 1e19]
+
+
+def test_compare_two_architectures(tmp_path, toy_model):
+    wide = ff.MockLaw(alpha=0.30, beta=0.40, A=300, B=800, E=2.0, noise=0)
+    cmp = ff.compare(
+        {"chinchilla-law": {"mock_law": ff.MockLaw(noise=0)}, "other-law": {"mock_law": wide}},
+        model_cls=toy_model, model_size_param="d_model", compute_budgets=[1e17, 1e18, 1e19],
+        mode="mock", output_dir=tmp_path, progress=False,
+    )
+    df = cmp.to_dataframe(1e21)
+    assert list(df.index) == ["chinchilla-law", "other-law"]
+    # the second law has a larger N-exponent (beta/(alpha+beta) = 0.571 vs 0.452)
+    assert df.loc["other-law", "a (N_opt ∝ C^a)"] > df.loc["chinchilla-law", "a (N_opt ∝ C^a)"] + 0.03
+    assert (tmp_path / "chinchilla-law" / "results.json").exists()
+    cmp.plot()
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match=r"runs\['x'\]: 'mode' is also given as a common argument"):
+        ff.compare({"x": {"mode": "mock"}}, model_cls=toy_model, model_size_param="d_model", mode="mock")

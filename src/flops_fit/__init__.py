@@ -5,11 +5,11 @@
     print(result.chinchilla_table())
 """
 
-from flops_fit.api import find_optimal
+from flops_fit.api import compare, find_optimal
 from flops_fit.planning import Experiment, SweepPlan
 from flops_fit.result import Result
 from flops_fit.training.mock import MockLaw
 
 __version__ = "0.1.0"
 
-__all__ = ["Experiment", "MockLaw", "Result", "SweepPlan", "find_optimal", "__version__"]
+__all__ = ["Experiment", "MockLaw", "Result", "SweepPlan", "compare", "find_optimal", "__version__"]

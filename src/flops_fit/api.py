@@ -6,7 +6,7 @@ import functools
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from flops_fit.contract import ModelContract, check_model
 from flops_fit.planning import PlanSettings, SweepPlan, make_budgets, plan_sweep
@@ -15,6 +15,9 @@ from flops_fit.training.executors import get_executor
 from flops_fit.training.mock import MockLaw, mock_run
 from flops_fit.training.store import ResultsStore
 from flops_fit.training.sweep import run_sweep
+
+if TYPE_CHECKING:
+    from flops_fit.comparison import Comparison
 
 MODES = ("local", "mock")
 
@@ -152,3 +155,36 @@ def _save_plan(plan: SweepPlan, out: Path) -> None:
 
 def _local_run_fn(contract: ModelContract, plan: SweepPlan, dataset: Any, loss_fn: Any, out: Path, seed: int):
     raise NotImplementedError("mode='local' training is not available yet")
+
+
+def compare(
+    runs: dict[str, dict[str, Any]],
+    *,
+    output_dir: str | Path = "outputs/compare",
+    **common: Any,
+) -> "Comparison":
+    """Run `find_optimal` once per architecture (same budgets, data and settings) and compare.
+
+    `runs` maps a name to that architecture's own `find_optimal` arguments
+    (model_cls, model_size_param, model_kwargs, ...); `common` holds the shared
+    ones (compute_budgets, dataset, mode, ...). Each sweep gets output_dir/<name>.
+    """
+    from flops_fit.comparison import Comparison
+
+    if not isinstance(runs, dict) or not runs:
+        raise ValueError(f"runs: expected a non-empty dict of name -> find_optimal arguments, found {runs!r}")
+    if "train" in common and not common["train"]:
+        raise ValueError("train: compare() needs trained sweeps; found train=False")
+    out = Path(output_dir)
+    results = {}
+    for name, kwargs in runs.items():
+        if not isinstance(kwargs, dict):
+            raise TypeError(f"runs[{name!r}]: expected a dict of find_optimal arguments, found {type(kwargs).__name__}")
+        clash = sorted(set(kwargs) & set(common))
+        if clash:
+            raise ValueError(f"runs[{name!r}]: {clash[0]!r} is also given as a common argument; give it once")
+        res = find_optimal(**{**common, **kwargs}, output_dir=out / name)
+        if not isinstance(res, Result):
+            raise ValueError(f"runs[{name!r}]: nothing was trained (no dataset/loss_fn in mode='local')")
+        results[name] = res
+    return Comparison(results, out)
