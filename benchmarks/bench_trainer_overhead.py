@@ -1,0 +1,150 @@
+"""Trainer overhead: units/s of flops-fit's trainer vs a minimal hand-written PyTorch loop.
+
+Same process, same model (built-in GPT), same data (stdlib byte corpus), same
+batch size and AdamW settings; the two are interleaved `--reps` times and the
+median throughput of each is compared. The trainer's figure is its own
+``details["units_per_s"]`` (training loop only: no model build, FLOPs
+measurement or validation), the loop's is timed the same way.
+
+    python benchmarks/bench_trainer_overhead.py [--steps 300] [--reps 3] [--threads 1]
+
+Writes benchmarks/results/trainer_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from flops_fit.models import GPT, causal_lm_loss
+from flops_fit.planning import Experiment
+from flops_fit.training.local import make_run_fn
+from flops_fit.training.trainer import TrainConfig
+
+RESULTS = Path(__file__).parent / "results" / "trainer_overhead.json"
+
+
+def dataset(seq_len: int):
+    try:
+        from flops_fit.data import load_corpus
+
+        c = load_corpus("stdlib", tokenizer="byte")
+        return c.dataset("train", seq_len), c.dataset("validation", seq_len), c.vocab_size, "stdlib byte corpus"
+    except Exception:  # noqa: BLE001 - fall back to random tokens
+        from torch.utils.data import TensorDataset
+
+        g = torch.Generator().manual_seed(0)
+        x = torch.randint(0, 256, (20000, seq_len + 1), generator=g)
+
+        class D(torch.utils.data.Dataset):
+            def __len__(self):
+                return len(x)
+
+            def __getitem__(self, i):
+                return {"input_ids": x[i, :-1], "labels": x[i, 1:]}
+
+        return D(), None, 256, "random tokens"
+
+
+def hand_loop(model_kwargs, train, steps, batch_size, cfg: TrainConfig, clip: bool) -> float:
+    """The minimal loop: DataLoader(shuffle), forward, loss, backward, (clip), AdamW step."""
+    torch.manual_seed(0)
+    model = GPT(**model_kwargs)
+    opt = torch.optim.AdamW(model.optimizer_param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+                            foreach=True)
+    loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
+    it = iter(loader)
+    units = 0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        batch = next(it)
+        loss = causal_lm_loss(model(batch["input_ids"]), batch)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        units += batch["input_ids"].numel()
+    return units / (time.perf_counter() - t0)
+
+
+def trainer(model_kwargs, train, val, steps, batch_size, seq_len, cfg: TrainConfig, out: Path, rep: int) -> float:
+    fn = make_run_fn(model_factory=GPT, size_param="d_model", model_kwargs={k: v for k, v in model_kwargs.items()
+                                                                            if k != "d_model"},
+                     dataset=train, loss_fn=causal_lm_loss, train_config=cfg, output_dir=out / f"r{rep}", seed=0,
+                     val_dataset=val)
+    n = GPT(**model_kwargs).num_params()
+    exp = Experiment(f"bench{rep}", 1.0, 0, model_kwargs["d_model"], n, float(steps * batch_size * seq_len), 1.0)
+    rec = fn(exp)
+    assert rec.status == "completed", rec.error
+    return float(rec.details["units_per_s"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--d-model", type=int, default=64)
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    train, val, vocab, data_name = dataset(args.seq_len)
+    mk = {"d_model": args.d_model, "n_layers": 2, "head_dim": 8, "vocab_size": vocab, "max_seq_len": args.seq_len}
+    cfg = TrainConfig(batch_size=args.batch_size, val_units=16 * args.seq_len, progress=False, device="cpu")
+    res = {"trainer": [], "loop": [], "loop_clip": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        hand_loop(mk, train, 20, args.batch_size, cfg, True)  # warm-up
+        for rep in range(args.reps):
+            res["loop"].append(hand_loop(mk, train, args.steps, args.batch_size, cfg, False))
+            res["trainer"].append(trainer(mk, train, val, args.steps, args.batch_size, args.seq_len, cfg,
+                                          Path(tmp), rep))
+            res["loop_clip"].append(hand_loop(mk, train, args.steps, args.batch_size, cfg, True))
+    med = {k: statistics.median(v) for k, v in res.items()}
+    overhead = 1.0 - med["trainer"] / med["loop"]
+    overhead_clip = 1.0 - med["trainer"] / med["loop_clip"]
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    report = {
+        "benchmark": "trainer_overhead",
+        "model": {"class": "GPT", **mk, "num_params": GPT(**mk).num_params()},
+        "data": data_name,
+        "batch_size": args.batch_size,
+        "steps_per_rep": args.steps,
+        "reps": args.reps,
+        "units_per_s": res,
+        "median_units_per_s": med,
+        "overhead_vs_minimal_loop": overhead,
+        "overhead_vs_loop_with_grad_clip": overhead_clip,
+        "target": "< 0.10 on CPU",
+        "machine": {
+            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "loadavg_at_end": load,
+            "note": "shared machine: other processes were running" if load and load[0] > (os.cpu_count() or 1) * 0.5
+            else "",
+        },
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps({k: report[k] for k in ("median_units_per_s", "overhead_vs_minimal_loop",
+                                             "overhead_vs_loop_with_grad_clip")}, indent=1))
+    print(f"trainer overhead vs minimal loop: {overhead:+.1%} (vs loop with grad clipping: {overhead_clip:+.1%})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,402 @@
+"""Data plumbing for real training: the batch/loss contract, unit counting, repeats, validation split.
+
+Conventions (documented once here, used by the trainer and the cost estimate):
+
+Batches
+    A dataset yields samples; samples are collated (the DataLoader's
+    ``collate_fn`` when a DataLoader is given, else torch's ``default_collate``)
+    into one of three batch forms:
+
+    - dict: ``model(batch["input_ids"])`` when that key exists, otherwise
+      ``model(**{k: v for k, v in batch.items() if k != "labels"})``;
+    - ``(inputs, labels)`` pair (tuple/list of length 2): ``model(inputs)``;
+    - a tensor: ``model(tensor)``.
+
+Loss
+    ``loss_fn(outputs, batch)`` is the documented form. For pair batches a
+    loss written as ``loss_fn(outputs, labels)`` is also accepted: the contract
+    check calls ``loss_fn(outputs, batch)`` first and, only if that raises,
+    ``loss_fn(outputs, labels)``; whichever works is used for the whole sweep
+    and recorded as ``DataInfo.loss_signature``.
+
+Units (what D counts)
+    Tokens for sequence data -- a dict batch with ``input_ids``, or an integer
+    model input of shape [B, S] -- counted as B·S, or as ``attention_mask.sum()``
+    when the dict carries an ``attention_mask`` (padding excluded). Samples
+    otherwise. ``units_per_sample`` overrides both (every sample counts that many).
+
+DataLoaders
+    Only the loader's ``dataset`` and ``collate_fn`` are used; batch size and
+    order come from the :class:`TrainConfig` and the sweep seed, so every run
+    sees the same data order and the run can resume mid-epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
+
+UNITS_TOKENS = "tokens"
+UNITS_SAMPLES = "samples"
+SIG_BATCH = "(outputs, batch)"
+SIG_LABELS = "(outputs, labels)"
+
+
+@dataclass
+class DataInfo:
+    """What the contract check learned from one probe batch."""
+
+    units: str  # "tokens" or "samples"
+    units_per_sample: float  # tokens per sequence (mean, when a mask is given), 1 for samples, or the override
+    dataset_units: float | None  # units in the whole dataset (None: iterable of unknown length)
+    loss_signature: str  # "(outputs, batch)" or "(outputs, labels)"
+    seq_len: int | None  # sequence length of token data
+    num_samples: int | None  # samples in the dataset (None: unknown)
+    batch_format: str  # "dict", "pair" or "tensor"
+    has_mask: bool = False
+    units_override: bool = False
+
+
+# ---------------------------------------------------------------------------
+# dataset sources
+
+
+class DataSource:
+    """A dataset seen as: indexable (map-style) or iterable, plus the collate function.
+
+    Pickles by value (the dataset object itself travels), so a run function
+    that holds one can be shipped to a subprocess or a cluster worker.
+    """
+
+    def __init__(self, dataset: Any, *, name: str = "dataset") -> None:
+        collate: Callable[[list[Any]], Any] = default_collate
+        if isinstance(dataset, DataLoader):
+            if dataset.collate_fn is not None:
+                collate = dataset.collate_fn
+            dataset = dataset.dataset
+        if isinstance(dataset, IterableDataset):
+            self.kind = "iterable"
+        elif isinstance(dataset, Dataset) or (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+            self.kind = "map"
+        else:
+            raise TypeError(
+                f"{name}: expected a torch Dataset, IterableDataset or DataLoader, "
+                f"found {type(dataset).__name__}"
+            )
+        self.dataset = dataset
+        self.collate = collate
+        self.name = name
+
+    def __len__(self) -> int:
+        if self.kind != "map":
+            raise TypeError(f"{self.name}: an IterableDataset has no length")
+        return len(self.dataset)
+
+    @property
+    def length(self) -> int | None:
+        if self.kind == "map":
+            return len(self.dataset)
+        try:
+            return len(self.dataset)  # some iterables define __len__
+        except TypeError:
+            return None
+
+    def first_samples(self, k: int) -> list[Any]:
+        if self.kind == "map":
+            return [self.dataset[i] for i in range(min(k, len(self.dataset)))]
+        out = []
+        for item in self.dataset:
+            out.append(item)
+            if len(out) >= k:
+                break
+        return out
+
+
+class SampleStream:
+    """Endless, resumable stream of samples over a source, repeating in epochs.
+
+    Map-style: epoch e visits `indices` in the order of a permutation seeded
+    by (seed, e). Iterable: the dataset's own order, skipping the first
+    `skip` samples (held out for validation). Position = (epoch, offset).
+    """
+
+    def __init__(self, source: DataSource, *, seed: int, indices: np.ndarray | None = None, skip: int = 0,
+                 shuffle: bool = True, allow_repeat: bool = True) -> None:
+        self.source = source
+        self.seed = int(seed)
+        self.indices = indices
+        self.skip = int(skip)
+        self.shuffle = shuffle
+        self.allow_repeat = allow_repeat
+        self.learned_epoch_size: int | None = None  # iterables: known once an epoch has ended
+        self.epoch = 0
+        self.offset = 0
+        self._order: np.ndarray | None = None
+        self._iter: Iterator[Any] | None = None
+
+    # -- position
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def load_state(self, state: Mapping[str, int]) -> None:
+        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+        self._order = None
+        self._iter = None
+
+    @property
+    def epoch_size(self) -> int | None:
+        if self.source.kind == "map":
+            return len(self.indices) if self.indices is not None else len(self.source)
+        n = self.source.length
+        return self.learned_epoch_size if n is None else max(0, n - self.skip)
+
+    @property
+    def epochs_done(self) -> float | None:
+        """Passes made so far (None while the size of an iterable is still unknown)."""
+        size = self.epoch_size
+        if not size:
+            return None
+        return self.epoch + self.offset / size
+
+    def _epoch_order(self) -> np.ndarray:
+        if self._order is None:
+            base = self.indices if self.indices is not None else np.arange(len(self.source))
+            if self.shuffle:
+                rng = np.random.default_rng([self.seed, self.epoch, 0x5EED])
+                base = base[rng.permutation(len(base))]
+            self._order = base
+        return self._order
+
+    def _iter_epoch(self) -> Iterator[Any]:
+        it = iter(self.source.dataset)
+        for _ in range(self.skip + self.offset):
+            next(it)
+        return it
+
+    def take(self, k: int) -> list[Any]:
+        """The next k samples, starting a new epoch whenever one runs out."""
+        out: list[Any] = []
+        empty_epochs = 0
+        while len(out) < k:
+            if self.source.kind == "map":
+                order = self._epoch_order()
+                if self.offset >= len(order):
+                    self.epoch, self.offset, self._order = self.epoch + 1, 0, None
+                    empty_epochs += 1
+                    if empty_epochs > 1:
+                        raise ValueError(f"{self.source.name}: no training samples left (empty dataset)")
+                    continue
+                n = min(k - len(out), len(order) - self.offset)
+                out.extend(self.source.dataset[int(i)] for i in order[self.offset:self.offset + n])
+                self.offset += n
+                empty_epochs = 0
+            else:
+                if self._iter is None:
+                    self._iter = self._iter_epoch()
+                try:
+                    out.append(next(self._iter))
+                    self.offset += 1
+                    empty_epochs = 0
+                except StopIteration:
+                    if self.offset > 0:
+                        self.learned_epoch_size = self.offset
+                    if not self.allow_repeat and self.offset > 0:
+                        raise ValueError(
+                            f"{self.source.name}: the iterable ran out after {self.offset} training samples "
+                            "and allow_repeat=False; use more data, smaller budgets, or allow_repeat=True"
+                        ) from None
+                    self.epoch, self.offset, self._iter = self.epoch + 1, 0, None
+                    empty_epochs += 1
+                    if empty_epochs > 1:
+                        raise ValueError(f"{self.source.name}: no training samples left (empty dataset)")
+        return out
+
+
+def split_validation(
+    source: DataSource, val_samples: int, seed: int
+) -> tuple[np.ndarray | None, int, list[Any]]:
+    """A fixed, seeded held-out split: (train indices or None, samples to skip, validation samples).
+
+    The split depends only on the sweep seed and `val_samples`, so every run of
+    a sweep is evaluated on the same samples. Map-style: a seeded random
+    subset; iterable: the first `val_samples` samples (skipped in training).
+    """
+    if source.kind == "map":
+        n = len(source)
+        if n <= val_samples:
+            raise ValueError(
+                f"dataset: expected more than {val_samples} samples to hold out a validation split "
+                f"(TrainConfig.val_units), found {n}; pass val_dataset= or lower val_units"
+            )
+        perm = np.random.default_rng([int(seed), 0xFA1]).permutation(n)
+        val_idx = np.sort(perm[:val_samples])
+        train_idx = np.sort(perm[val_samples:])
+        return train_idx, 0, [source.dataset[int(i)] for i in val_idx]
+    val = source.first_samples(val_samples)
+    if len(val) < val_samples:
+        raise ValueError(
+            f"dataset: expected more than {val_samples} samples to hold out a validation split, "
+            f"found {len(val)}; pass val_dataset= or lower val_units"
+        )
+    return None, val_samples, val
+
+
+# ---------------------------------------------------------------------------
+# batches
+
+
+def batch_format(batch: Any) -> str:
+    if isinstance(batch, Mapping):
+        return "dict"
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return "pair"
+    if isinstance(batch, torch.Tensor):
+        return "tensor"
+    raise TypeError(
+        "dataset: expected batches that are a dict, an (inputs, labels) pair or a tensor, "
+        f"found {type(batch).__name__}"
+        + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+    )
+
+
+def model_input(batch: Any) -> Any:
+    if isinstance(batch, Mapping):
+        return batch["input_ids"] if "input_ids" in batch else None
+    if isinstance(batch, (tuple, list)):
+        return batch[0]
+    return batch
+
+
+def call_model(model: Callable[..., Any], batch: Any) -> Any:
+    """Run the model on a batch (see the module docstring for the rule)."""
+    if isinstance(batch, Mapping):
+        if "input_ids" in batch:
+            return model(batch["input_ids"])
+        return model(**{k: v for k, v in batch.items() if k != "labels"})
+    if isinstance(batch, (tuple, list)):
+        return model(batch[0])
+    return model(batch)
+
+
+def call_loss(loss_fn: Callable[..., Any], outputs: Any, batch: Any, signature: str) -> Any:
+    if signature == SIG_LABELS:
+        return loss_fn(outputs, batch[1])
+    return loss_fn(outputs, batch)
+
+
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def batch_size_of(batch: Any) -> int:
+    x = model_input(batch)
+    if x is None:  # dict without input_ids: first tensor value
+        x = next(v for v in batch.values() if isinstance(v, torch.Tensor))
+    return int(x.shape[0])
+
+
+def slice_batch(batch: Any, n: int) -> Any:
+    """The first n samples of a collated batch."""
+    if isinstance(batch, torch.Tensor):
+        return batch[:n]
+    if isinstance(batch, Mapping):
+        return {k: (v[:n] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(slice_batch(v, n) for v in batch)
+    return batch
+
+
+def is_sequence_batch(batch: Any) -> bool:
+    if isinstance(batch, Mapping) and "input_ids" in batch:
+        return True
+    x = model_input(batch)
+    return isinstance(x, torch.Tensor) and x.dim() == 2 and not x.is_floating_point() and not x.is_complex()
+
+
+def units_per_item(batch: Any, info: DataInfo) -> torch.Tensor:
+    """Units of each sample of a collated batch, as a float tensor [B] (on the CPU)."""
+    b = batch_size_of(batch)
+    if info.units_override or info.units == UNITS_SAMPLES:
+        return torch.full((b,), float(info.units_per_sample))
+    if isinstance(batch, Mapping) and "attention_mask" in batch:
+        return batch["attention_mask"].reshape(b, -1).sum(dim=1).float().cpu()
+    x = model_input(batch)
+    return torch.full((b,), float(x[0].numel()))
+
+
+def count_units(batch: Any, info: DataInfo) -> float:
+    return float(units_per_item(batch, info).sum())
+
+
+def describe_batch(batch: Any) -> str:
+    """A short structural description for error messages, e.g. dict(input_ids: int64[2, 16])."""
+
+    def one(v: Any) -> str:
+        if isinstance(v, torch.Tensor):
+            return f"{str(v.dtype).replace('torch.', '')}{list(v.shape)}"
+        return type(v).__name__
+
+    if isinstance(batch, Mapping):
+        return "dict(" + ", ".join(f"{k}: {one(v)}" for k, v in batch.items()) + ")"
+    if isinstance(batch, (tuple, list)):
+        return f"{type(batch).__name__}(" + ", ".join(one(v) for v in batch) + ")"
+    return one(batch)
+
+
+# ---------------------------------------------------------------------------
+# repeats
+
+_REPEAT_WARNED: set[tuple[Any, ...]] = set()
+
+
+def epochs_needed(units: float, info: DataInfo, train_units: float | None) -> float:
+    """How many passes over the training split a run of `units` units needs (0 if unknown)."""
+    if train_units is None or train_units <= 0:
+        return 0.0
+    return float(units) / float(train_units)
+
+
+def check_repeat(units: float, train_units: float | None, *, allow_repeat: bool, run: str = "") -> float:
+    """Epochs a run needs; warns once per process when > 1, raises when repeats are not allowed."""
+    if train_units is None:
+        return 0.0
+    epochs = float(units) / float(train_units)
+    if epochs > 1.0:
+        if not allow_repeat:
+            raise ValueError(
+                f"dataset: run {run} needs {units:.4g} units but the training split holds only "
+                f"{train_units:.4g} ({epochs:.2f} epochs) and allow_repeat=False; "
+                "use more data, smaller budgets, or allow_repeat=True"
+            )
+        key = (round(float(train_units)),)
+        if key not in _REPEAT_WARNED:
+            _REPEAT_WARNED.add(key)
+            warnings.warn(
+                f"dataset: the training split holds {train_units:.4g} units; runs that need more "
+                f"(first: {run}, {epochs:.2f} epochs) repeat it. Each record's details['epochs'] "
+                "says how many passes it made. (Warned once.)",
+                UserWarning,
+                stacklevel=3,
+            )
+    return epochs
+
+
+def collate_samples(source: DataSource, samples: Sequence[Any]) -> Any:
+    return source.collate(list(samples))
+
+
+def math_ceil_div(a: float, b: float) -> int:
+    return int(math.ceil(a / b - 1e-9))
