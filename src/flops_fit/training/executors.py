@@ -175,6 +175,8 @@ def get_executor(executor: str | Executor | None, **options: Any) -> Executor:
     if executor is None:
         return LocalExecutor()
     if isinstance(executor, str):
+        if executor not in _EXECUTORS and executor in ("ray", "dask", "slurm", "submitit"):
+            import flops_fit.training.cluster  # noqa: F401 - registers the cluster executors
         if executor not in _EXECUTORS:
             raise ValueError(
                 f"executor: expected one of {sorted(_EXECUTORS)} or an executor object, found {executor!r}"
