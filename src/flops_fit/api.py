@@ -8,16 +8,16 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from flops_fit.contract import ModelContract, check_model
+from flops_fit.contract import check_model
+from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
 from flops_fit.planning import PlanSettings, SweepPlan, make_budgets, plan_sweep
 from flops_fit.result import RESULTS_FILE, SWEEP_FILE, Result
-from flops_fit.training.executors import get_executor
 from flops_fit.training.mock import MockLaw, mock_run
 from flops_fit.training.store import ResultsStore
-from flops_fit.training.sweep import run_sweep
 
 if TYPE_CHECKING:
     from flops_fit.comparison import Comparison
+    from flops_fit.training.trainer import TrainConfig
 
 MODES = ("local", "mock")
 
@@ -58,11 +58,24 @@ def find_optimal(
     size_max: int = 1 << 16,
     probe_size: int | None = None,
     mock_law: MockLaw | None = None,
+    train_config: Any = None,
+    val_dataset: Any = None,
+    data_options: dict[str, Any] | None = None,
+    units_per_sample: int | None = None,
+    allow_repeat: bool = True,
+    flops_accounting: str = FLOPS_6ND,
+    estimate_cost: bool = True,
     executor: Any = None,
     exclude_outliers: bool = True,
     progress: bool | None = None,
 ) -> Result | SweepPlan:
     """Plan an IsoFLOP sweep of `model_cls`, train it, and fit compute-optimal scaling laws.
+
+    `model_cls` is a class/factory, or the name of a registered architecture
+    ("gpt", "lstm", ...; then the size parameter, loss and data default to the
+    architecture's own). `dataset` is a torch Dataset/IterableDataset/DataLoader
+    or a name: "stdlib" (built-in text), "gmm", "digits", or a text file, folder
+    or glob (tokenised with `data_options["tokenizer"]`, default bytes).
 
     Returns the `SweepPlan` when `train=False` (or, in local mode, when no
     dataset/loss is given); otherwise a `Result`. Every argument is validated
@@ -90,8 +103,40 @@ def find_optimal(
         size_min=size_min,
         size_max=size_max,
     )
-    contract = check_model(model_cls, model_size_param, model_kwargs, _probe_size(settings, probe_size))
+    if flops_accounting not in (FLOPS_6ND, FLOPS_MEASURED):
+        raise ValueError(f"flops_accounting: expected {FLOPS_6ND!r} or {FLOPS_MEASURED!r}, found {flops_accounting!r}")
+    tc = _train_config(train_config)
+    probe = _probe_size(settings, probe_size)
     budgets = make_budgets(compute_budgets, min_flops, max_flops, num_budgets)
+
+    # a registered architecture brings its size parameter, loss and data
+    spec = None
+    if isinstance(model_cls, str):
+        spec, model_cls, model_size_param = _registered(model_cls, model_size_param)
+        head_dim = (model_kwargs or {}).get("head_dim", _config_defaults(spec).get("head_dim"))
+        if head_dim and model_size_param == "d_model" and size_multiple == 1 and size_values is None:
+            settings.size_multiple = int(head_dim)  # attention needs d_model divisible by head_dim
+            probe = _probe_size(settings, probe_size)
+    data_desc = None
+    if mode == "local" and train:
+        if dataset is None and spec is not None:
+            dataset = spec.default_dataset
+        if isinstance(dataset, str):
+            model_kwargs, dataset, val_dataset, data_desc = _resolve_named_data(
+                dataset, val_dataset, model_cls, spec, model_size_param, model_kwargs, probe, data_options, seed
+            )
+        if loss_fn is None and spec is not None:
+            loss_fn = _default_loss(spec, model_size_param, model_kwargs, probe)
+    contract = check_model(model_cls, model_size_param, model_kwargs, probe)
+    info = None
+    if mode == "local" and train and dataset is not None and loss_fn is not None:
+        from flops_fit.training.local import check_data_contract
+
+        info = check_data_contract(
+            contract.factory, contract.size_param, contract.model_kwargs, probe, dataset, loss_fn, tc,
+            units_per_sample,
+        )
+        settings.units_per_step = max(1, round(tc.batch_size * tc.grad_accum_steps * info.units_per_sample))
 
     # ---- plan -------------------------------------------------------------
     plan = plan_sweep(
@@ -102,12 +147,19 @@ def find_optimal(
         model_kwargs=contract.model_kwargs,
         settings=settings,
     )
+    plan.flops_accounting = flops_accounting
     law = mock_law or MockLaw()
     if mode == "mock":
-        plan.model_kwargs = {**plan.model_kwargs}
         plan.run_settings = {"mode": "mock", "seed": seed, "mock_law": law.to_dict()}
     else:
-        plan.run_settings = {"mode": "local", "seed": seed}
+        plan.run_settings = {
+            "mode": "local",
+            "seed": seed,
+            "train_config": tc.identity(),
+            "units": info.units if info else None,
+            "data": data_desc,
+            "allow_repeat": allow_repeat,
+        }
 
     needs_data = mode == "local" and (dataset is None or loss_fn is None)
     if not train or needs_data:
@@ -123,20 +175,51 @@ def find_optimal(
         return plan
 
     # ---- train ------------------------------------------------------------
-    store = ResultsStore(out / RESULTS_FILE, plan.fingerprint(), resume=resume)
-    if store.moved_aside is not None:
-        warnings.warn(f"resume=False: previous results moved to {store.moved_aside}", UserWarning, stacklevel=2)
-    _save_plan(plan, out)
+    _check_results(plan, out, resume)
     if mode == "mock":
         run_fn = functools.partial(mock_run, law=law, seed=seed)
-    else:  # pragma: no cover - wired by the training engine
-        run_fn = _local_run_fn(contract, plan, dataset, loss_fn, out, seed)
-    run_sweep(plan, run_fn, store, executor=get_executor(executor), progress=progress)
+    else:
+        from flops_fit.training.cost import estimate_cost as _estimate
+        from flops_fit.training.local import make_run_fn
+
+        if estimate_cost and plan.runnable:
+            plan.cost_estimate = _estimate(
+                plan, contract.factory, contract.size_param, contract.model_kwargs, dataset, loss_fn, tc,
+                units_per_sample=units_per_sample,
+            )
+        run_fn = make_run_fn(
+            model_factory=contract.factory, size_param=contract.size_param, model_kwargs=contract.model_kwargs,
+            dataset=dataset, loss_fn=loss_fn, train_config=tc, output_dir=out, seed=seed,
+            val_dataset=val_dataset, flops_accounting=flops_accounting, units_per_sample=units_per_sample,
+            allow_repeat=allow_repeat, data_info=info,
+        )
+    if progress is not False:
+        print(plan.summary())
+    from flops_fit.stages import train_stage
+
+    report = train_stage(out, run_fn, plan=plan, resume=resume, executor=executor, progress=progress,
+                         save_plan=True)
+    if report.moved_aside is not None:
+        warnings.warn(f"resume=False: previous results moved to {report.moved_aside}", UserWarning, stacklevel=2)
 
     # ---- analyse ----------------------------------------------------------
-    result = Result.from_records(store.records, plan, out, exclude_outliers=exclude_outliers)
+    _, records = ResultsStore.read(out / RESULTS_FILE)
+    result = Result.from_records(records, plan, out, exclude_outliers=exclude_outliers)
     result.save()
     return result
+
+
+def _check_results(plan: SweepPlan, out: Path, resume: bool) -> None:
+    """Refuse, before any expensive work, to resume into results made by another plan."""
+    results = out / RESULTS_FILE
+    if resume and results.exists():
+        found, _ = ResultsStore.read(results)
+        if found != plan.fingerprint():
+            raise ValueError(
+                f"{results}: these results were made by a different plan (fingerprint {found}, this plan is "
+                f"{plan.fingerprint()}); refusing to mix them. Use a new output_dir, or resume=False to move "
+                "the old results aside and start over."
+            )
 
 
 def _save_plan(plan: SweepPlan, out: Path) -> None:
@@ -153,8 +236,122 @@ def _save_plan(plan: SweepPlan, out: Path) -> None:
     plan.save(str(out / SWEEP_FILE))
 
 
-def _local_run_fn(contract: ModelContract, plan: SweepPlan, dataset: Any, loss_fn: Any, out: Path, seed: int):
-    raise NotImplementedError("mode='local' training is not available yet")
+
+def _train_config(train_config: Any) -> "TrainConfig":
+    from flops_fit.training.trainer import TrainConfig
+
+    if train_config is None:
+        return TrainConfig()
+    if isinstance(train_config, TrainConfig):
+        return train_config
+    if isinstance(train_config, dict):
+        known = set(TrainConfig.__dataclass_fields__)
+        unknown = sorted(set(train_config) - known)
+        if unknown:
+            raise ValueError(f"train_config: unknown field {unknown[0]!r}; fields are {sorted(known)}")
+        return TrainConfig(**train_config)
+    raise TypeError(f"train_config: expected a TrainConfig or a dict of its fields, found {type(train_config).__name__}")
+
+
+class RegisteredModel:
+    """Picklable factory for a registered architecture: keyword fields -> model."""
+
+    def __init__(self, architecture: str) -> None:
+        self.architecture = architecture
+        self.__qualname__ = architecture  # the plan's model_name
+
+    def __call__(self, **fields: Any) -> Any:
+        from flops_fit.models import create_model
+
+        return create_model({"architecture": self.architecture, **fields})
+
+
+def _registered(name: str, size_param: str | None) -> tuple[Any, RegisteredModel, str]:
+    from flops_fit.models import get_model_spec
+
+    try:
+        spec = get_model_spec(name)
+    except ValueError as exc:
+        raise ValueError(f"model_cls: {exc}") from None
+    if size_param is not None and size_param != spec.size_param:
+        raise ValueError(
+            f"model_size_param: architecture {name!r} is sized by {spec.size_param!r}, found {size_param!r}"
+        )
+    return spec, RegisteredModel(name), spec.size_param
+
+
+def _config_fields(model_cls: Any, spec: Any) -> set[str] | None:
+    """Names the model accepts (None: anything, e.g. **kwargs)."""
+    if spec is not None and spec.config_cls is not None:
+        cfg = spec.config_cls
+        names = getattr(cfg, "model_fields", None) or getattr(cfg, "__dataclass_fields__", None)
+        return set(names) - {"architecture"} if names else None
+    import inspect
+
+    try:
+        params = inspect.signature(model_cls).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
+
+
+def _config_defaults(spec: Any) -> dict[str, Any]:
+    import dataclasses
+
+    cfg = getattr(spec, "config_cls", None)
+    if cfg is None:
+        return {}
+    if hasattr(cfg, "model_fields"):
+        return {k: f.default for k, f in cfg.model_fields.items() if not f.is_required()}
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
+    return {}
+
+
+def _model_objective(spec: Any, size_param: str, model_kwargs: dict | None, probe: int) -> str | None:
+    if spec is None:
+        return None
+    from flops_fit.models import create_model
+
+    try:
+        model = create_model({"architecture": spec.name, size_param: probe, **(model_kwargs or {})}, device="meta")
+        return getattr(model, "objective", None) or spec.objective
+    except Exception:  # noqa: BLE001 - the contract check reports bad fields properly
+        return spec.objective
+
+
+def _default_loss(spec: Any, size_param: str, model_kwargs: dict | None, probe: int) -> Any:
+    from flops_fit.models import OBJECTIVE_LOSSES
+
+    objective = _model_objective(spec, size_param, model_kwargs, probe)
+    return OBJECTIVE_LOSSES.get(objective, spec.default_loss)
+
+
+def _resolve_named_data(
+    name: str, val_dataset: Any, model_cls: Any, spec: Any, size_param: str, model_kwargs: dict | None,
+    probe: int, data_options: dict | None, seed: int,
+) -> tuple[dict, Any, Any, str]:
+    """Load a named data set and make the model agree with it (vocab size, sequence length, ...)."""
+    from flops_fit.data.builtin import resolve_dataset
+
+    opts = dict(data_options or {})
+    objective = opts.pop("objective", None) or _model_objective(spec, size_param, model_kwargs, probe)
+    opts.setdefault("seed", seed)
+    kwargs = dict(model_kwargs or {})
+    accepted = _config_fields(model_cls, spec)
+    defaults = _config_defaults(spec)
+    resolved = resolve_dataset(name, objective=objective, options=opts, model_fields={**defaults, **kwargs})
+    for key, value in resolved.model_overrides.items():
+        if accepted is not None and key not in accepted:
+            continue
+        if key in kwargs and key == "vocab_size" and kwargs[key] < value:
+            raise ValueError(
+                f"model_kwargs: vocab_size={kwargs[key]} is smaller than the tokenizer's vocabulary ({value})"
+            )
+        kwargs.setdefault(key, value)
+    return kwargs, resolved.train, val_dataset if val_dataset is not None else resolved.val, resolved.description
 
 
 def compare(

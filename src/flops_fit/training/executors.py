@@ -179,7 +179,7 @@ def get_executor(executor: str | Executor | None, **options: Any) -> Executor:
             import flops_fit.training.cluster  # noqa: F401 - registers the cluster executors
         if executor not in _EXECUTORS:
             raise ValueError(
-                f"executor: expected one of {sorted(_EXECUTORS)} or an executor object, found {executor!r}"
+                f"executor: expected one of {sorted(set(_EXECUTORS) | {'ray', 'dask', 'slurm', 'submitit'})} or an executor object, found {executor!r}"
             )
         return _EXECUTORS[executor](**options)
     if not (hasattr(executor, "submit") and hasattr(executor, "capacity")):

@@ -171,6 +171,14 @@ class TrainConfig:
         d["betas"] = list(self.betas)
         return d
 
+    #: fields that change how a run executes, not what it computes (left out of a sweep's fingerprint)
+    OPERATIONAL_FIELDS = ("progress", "checkpoint_every_s", "checkpoint_every_steps", "num_threads", "device",
+                          "compile")
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine a run's result: part of the plan's fingerprint."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.OPERATIONAL_FIELDS}
+
 
 def _pos_int(name: str, v: Any) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:

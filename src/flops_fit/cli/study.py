@@ -1,0 +1,244 @@
+"""A composed configuration (plain dict) turned into the arguments of the library's stages.
+
+No computing happens here: every value is checked for its key and handed to
+:mod:`flops_fit.stages`, which does the work (and which a Python user can call
+directly with the same dict: ``Study(config).plan()``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from flops_fit import stages
+from flops_fit.planning import PlanSettings, SweepPlan
+from flops_fit.result import Result
+from flops_fit.training.mock import MockLaw
+
+MISSING = "???"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used as given (the commands exit with status 2)."""
+
+# keys of the fixed-shape sections (model, data and loss are checked by the stages)
+TOP_KEYS = {
+    "model", "data", "loss", "output_dir", "mode", "seed", "flops_accounting", "verbose", "progress",
+    "experiment_id", "resume", "retry_failed", "compute", "planning", "executor", "mock_law", "analysis",
+    "training", "preset",
+}
+COMPUTE_KEYS = {"budgets", "min_flops", "max_flops", "num_budgets"}
+PLANNING_KEYS = {
+    "num_model_sizes", "span_decades", "center_tokens_per_param", "size_multiple", "size_values",
+    "size_min", "size_max", "probe_size", "min_steps",
+}
+EXECUTOR_KEYS = {"name", "options"}
+MOCK_LAW_KEYS = {f.name for f in dataclasses.fields(MockLaw)}
+ANALYSIS_KEYS = {"exclude_outliers"}
+
+
+def _unknown(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    import difflib
+
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"config: {where} must be a mapping, found {type(section).__name__}")
+    for key in sorted(set(section) - allowed, key=str):
+        close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+        hint = f"; did you mean {(where + '.' if where else '') + close[0]!r}?" if close else f"; expected one of {sorted(allowed)}"
+        raise ConfigError(f"config: unknown key {(where + '.' if where else '') + str(key)!r}{hint}")
+
+
+def _missing(section: Any, where: str) -> None:
+    """Name the first mandatory value (???) still unset in a section that is used."""
+    if isinstance(section, Mapping):
+        for k, v in section.items():
+            _missing(v, f"{where}.{k}")
+    elif isinstance(section, list):
+        for i, v in enumerate(section):
+            _missing(v, f"{where}[{i}]")
+    elif section == MISSING:
+        raise ConfigError(f"config: {where} is required (it is '???'); set it, e.g. {where}=...")
+
+
+def _train_config_cls() -> Any:
+    try:
+        from flops_fit.training.trainer import TrainConfig
+    except ImportError as exc:  # pragma: no cover - depends on the training engine being installed
+        raise RuntimeError(f"mode: 'local' training is not available in this installation ({exc})") from None
+    return TrainConfig
+
+
+@dataclass
+class Study:
+    """One study's configuration, checked, with a method per stage."""
+
+    config: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        c = self.config
+        _unknown(c, TOP_KEYS, "")
+        _unknown(c["compute"], COMPUTE_KEYS, "compute")
+        _unknown(c["planning"], PLANNING_KEYS, "planning")
+        _unknown(c["executor"], EXECUTOR_KEYS, "executor")
+        _unknown(c["mock_law"], MOCK_LAW_KEYS, "mock_law")
+        _unknown(c["analysis"], ANALYSIS_KEYS, "analysis")
+        _unknown(c["loss"], {"_target_"}, "loss")
+        for section in ("output_dir", "mode", "seed", "compute", "planning", "executor", "mock_law", "model"):
+            _missing(c[section], section)
+        if self.mode not in stages.MODES:
+            raise ValueError(f"mode: expected one of {stages.MODES}, found {self.mode!r}")
+        if self.mode == "local":
+            _missing(c["data"], "data")
+            _missing(c["loss"], "loss")
+            _missing(c["training"], "training")
+            fields = {f.name for f in dataclasses.fields(_train_config_cls())}
+            _unknown(c["training"], fields, "training")
+
+    # ---- simple values ------------------------------------------------------
+    @property
+    def output_dir(self) -> Path:
+        return Path(str(self.config["output_dir"]))
+
+    @property
+    def mode(self) -> str:
+        return self.config["mode"]
+
+    @property
+    def verbose(self) -> bool:
+        return bool(self.config.get("verbose"))
+
+    # ---- objects -----------------------------------------------------------
+    def objective_hint(self) -> str | None:
+        m = self.config["model"]
+        if m.get("_target_") is not None or m.get("architecture") is None:
+            return None
+        from flops_fit.models import get_model_spec
+
+        if m.get("objective"):
+            return m["objective"]
+        if m.get("bidirectional"):
+            return "masked_lm"
+        return get_model_spec(m["architecture"]).objective
+
+    def model(self) -> stages.ModelChoice:
+        vocab = stages.tokenizer_vocab_size(self.config["data"], self.objective_hint()) if self._data_is_known() else None
+        return stages.resolve_model(self.config["model"], vocab_size=vocab)
+
+    def _data_is_known(self) -> bool:
+        d = self.config["data"]
+        return isinstance(d, Mapping) and d.get("name") in ("stdlib", "text") and MISSING not in d.values()
+
+    def train_config(self) -> Any:
+        t = dict(self.config["training"])
+        if t.get("progress") is None and self.config.get("progress") is not None:
+            t["progress"] = self.config["progress"]
+        cls = _train_config_cls()
+        try:
+            return cls(**t)
+        except TypeError as exc:
+            raise ConfigError(f"training: {exc}") from None
+
+    def settings(self) -> PlanSettings:
+        p = dict(self.config["planning"])
+        p.pop("probe_size", None)
+        if p.get("size_values") is not None:
+            p["size_values"] = [int(v) for v in p["size_values"]]
+        if self.mode == "local":
+            ups = stages.units_per_sample_of(self.config["data"])
+            t = self.config["training"]
+            if ups is not None:
+                p["units_per_step"] = int(t["batch_size"]) * int(t["grad_accum_steps"]) * ups
+        return PlanSettings(**p)
+
+    def run_settings(self) -> dict[str, Any]:
+        """What identifies the runs besides the experiments (part of the plan's fingerprint)."""
+        if self.mode == "mock":
+            return {}
+        return {
+            "train_config": self.train_config().identity(),
+            "data": stages.describe_data(self.config["data"]),
+            "loss": self.config["loss"].get("_target_") or "default",
+        }
+
+    def mock_law(self) -> MockLaw:
+        return MockLaw(**{k: float(v) for k, v in self.config["mock_law"].items()})
+
+    # ---- stages --------------------------------------------------------------
+    def _plugins(self) -> stages.ModelChoice:
+        """The model, with the data and loss plugins import-checked (before anything runs)."""
+        model = self.model()
+        if self.mode == "local":
+            stages.describe_data(self.config["data"])
+            stages.resolve_loss(self.config["loss"].get("_target_"), model)
+        return model
+
+    def identity(self) -> SweepPlan:
+        """What this configuration would plan, minus the experiments (see stages.plan_identity)."""
+        return stages.plan_identity(
+            self._plugins(),
+            self.settings(),
+            probe_size=self.config["planning"].get("probe_size"),
+            mode=self.mode,
+            seed=self.config["seed"],
+            mock_law=self.mock_law() if self.mode == "mock" else None,
+            run_settings=self.run_settings(),
+            flops_accounting=self.config["flops_accounting"],
+        )
+
+    def plan(self, *, save: bool = True) -> SweepPlan:
+        c = self.config["compute"]
+        model = self._plugins()
+        return stages.plan_stage(
+            model,
+            self.output_dir,
+            compute_budgets=c.get("budgets"),
+            min_flops=c.get("min_flops") if c.get("budgets") is None else None,
+            max_flops=c.get("max_flops") if c.get("budgets") is None else None,
+            num_budgets=c.get("num_budgets"),
+            settings=self.settings(),
+            probe_size=self.config["planning"].get("probe_size"),
+            mode=self.mode,
+            seed=self.config["seed"],
+            mock_law=self.mock_law() if self.mode == "mock" else None,
+            run_settings=self.run_settings(),
+            flops_accounting=self.config["flops_accounting"],
+            save=save,
+        )
+
+    def train(self) -> stages.TrainReport:
+        """Train sweep.json's experiments (all, resuming, or config experiment_id only)."""
+        sweep = self.output_dir / "sweep.json"
+        if not sweep.exists():
+            raise FileNotFoundError(f"{sweep}: file not found; run ff-plan first (with the same configuration)")
+        plan = stages.load_plan(self.output_dir)
+        stages.check_plan_matches(plan, self.identity(), str(self.output_dir / "sweep.json"))
+        if self.mode == "mock":
+            run_fn = stages.make_mock_run_fn(plan)
+        else:
+            model = self.model()
+            loss = stages.resolve_loss(self.config["loss"].get("_target_"), model)
+            data = stages.load_dataset(self.config["data"], objective=model.objective, seed=self.config["seed"])
+            run_fn = stages.make_real_run_fn(
+                plan, model, data, loss, self.train_config(), self.output_dir,
+                probe_size=self.config["planning"].get("probe_size"),
+            )
+        ex = self.config["executor"]
+        return stages.train_stage(
+            self.output_dir,
+            run_fn,
+            plan=plan,
+            experiment_id=self.config.get("experiment_id"),
+            resume=bool(self.config["resume"]),
+            retry_failed=bool(self.config["retry_failed"]),
+            executor=ex["name"],
+            executor_options=ex.get("options") or {},
+            progress=self.config.get("progress"),
+        )
+
+    def analyze(self) -> Result:
+        return stages.analyze_stage(self.output_dir, exclude_outliers=bool(self.config["analysis"]["exclude_outliers"]))
+
+    def visualize(self) -> list[Path]:
+        return stages.visualize_stage(self.output_dir)

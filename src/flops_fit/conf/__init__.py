@@ -1,0 +1,1 @@
+"""Hydra configs of the ff-* commands (YAML only; see docs/cli.md)."""
