@@ -97,3 +97,29 @@ def test_malformed_sweep_file_names_field(tmp_path):
     (tmp_path / "sweep.json").write_text('{"schema": 99, "kind": "flops-fit/sweep"}')
     with pytest.raises(ValueError, match=r"field 'schema': expected 1"):
         SweepPlan.load(tmp_path / "sweep.json")
+
+
+def test_reachable_target_wins_over_unreachable_duplicate():
+    # size_min=40 makes the three smallest targets unreachable; they and the 4th (reachable) all map to d=40
+    plan = plan_sweep([1e12], count, size_param="d", model_name="toy",
+                      settings=PlanSettings(size_min=40, size_multiple=8))
+    at_min = [e for e in plan.experiments if e.size_value == 40]
+    assert len(at_min) == 1
+    assert not at_min[0].flagged, at_min[0].flag_reason
+    assert at_min[0].target_params == pytest.approx(math.sqrt(1e12 / 120), rel=1e-9)
+
+
+def test_size_search_is_exact_and_cheap():
+    calls = []
+
+    def counting(d: int) -> int:
+        calls.append(d)
+        return count(d)
+
+    plan = plan_sweep([1e15, 1e17, 1e19], counting, size_param="d", model_name="toy",
+                      settings=PlanSettings(size_max=1 << 20))
+    for e in plan.experiments:  # the chosen size is the closest in log N among its neighbours
+        err = abs(math.log(e.num_params / e.target_params))
+        assert err <= abs(math.log(count(e.size_value + 1) / e.target_params)) + 1e-12
+        assert err <= abs(math.log(count(e.size_value - 1) / e.target_params)) + 1e-12
+    assert len(set(calls)) < 120  # interpolation search, not ~20 bisection steps per target

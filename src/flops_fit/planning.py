@@ -318,12 +318,21 @@ class SizeSearch:
             if hi >= self.k_max:
                 return hi * m, self.params(hi * m) >= target / 1.5
             lo, hi = hi, min(hi * 2, self.k_max)
+        bisect = False
         while hi - lo > 1:  # invariant: N(lo) < target <= N(hi)
-            mid = (lo + hi) // 2
+            n_lo, n_hi = self.params(lo * m), self.params(hi * m)
+            if bisect or n_hi <= n_lo:
+                mid = (lo + hi) // 2
+            else:  # N is close to a power law in the size value: interpolate in log-log space
+                t = (math.log(target) - math.log(n_lo)) / (math.log(n_hi) - math.log(n_lo))
+                mid = round(math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo))))
+                mid = min(max(mid, lo + 1), hi - 1)
+            width = hi - lo
             if self.params(mid * m) < target:
                 lo = mid
             else:
                 hi = mid
+            bisect = (hi - lo) > width / 2  # safeguard: bisect after a step that did not halve the bracket
         n_lo, n_hi = self.params(lo * m), self.params(hi * m)
         best = lo if abs(math.log(n_lo / target)) < abs(math.log(n_hi / target)) else hi
         return best * m, True
@@ -363,12 +372,19 @@ def plan_sweep(
             math.log10(n_center) + s.span_decades,
             s.num_model_sizes,
         )
-        seen: set[int] = set()
+        seen: dict[int, int] = {}  # size value -> index in `experiments`
         for target in targets:
             value, reachable = search.closest(float(target))
             if value in seen:
-                continue  # duplicate size within a budget: the coarser size grid cannot resolve it
-            seen.add(value)
+                # duplicate size within a budget (the size grid cannot resolve both targets): keep one,
+                # preferring the target the size actually reaches
+                prev = experiments[seen[value]]
+                if reachable and prev.flagged and "outside what" in prev.flag_reason:
+                    del experiments[seen[value]]
+                    seen = {v: (i if i < seen[value] else i - 1) for v, i in seen.items() if v != value}
+                else:
+                    continue
+            seen[value] = len(experiments)
             n = search.params(value)
             d = C / (6.0 * n)
             reasons = []
