@@ -118,13 +118,14 @@ def find_optimal(
             settings.size_multiple = int(head_dim)  # attention needs d_model divisible by head_dim
             probe = _probe_size(settings, probe_size)
     data_desc = None
-    if mode == "local" and train:
+    if mode == "local":
         if dataset is None and spec is not None:
             dataset = spec.default_dataset
-        if isinstance(dataset, str):
-            model_kwargs, dataset, val_dataset, data_desc = _resolve_named_data(
+        if isinstance(dataset, str):  # resolved even for a plan only, so its N matches what would train
+            model_kwargs, dataset, val_dataset, data_desc, ups = _resolve_named_data(
                 dataset, val_dataset, model_cls, spec, model_size_param, model_kwargs, probe, data_options, seed
             )
+            units_per_sample = units_per_sample or ups
         if loss_fn is None and spec is not None:
             loss_fn = _default_loss(spec, model_size_param, model_kwargs, probe)
     contract = check_model(model_cls, model_size_param, model_kwargs, probe)
@@ -332,7 +333,7 @@ def _default_loss(spec: Any, size_param: str, model_kwargs: dict | None, probe: 
 def _resolve_named_data(
     name: str, val_dataset: Any, model_cls: Any, spec: Any, size_param: str, model_kwargs: dict | None,
     probe: int, data_options: dict | None, seed: int,
-) -> tuple[dict, Any, Any, str]:
+) -> tuple[dict, Any, Any, str, int | None]:
     """Load a named data set and make the model agree with it (vocab size, sequence length, ...)."""
     from flops_fit.data.builtin import resolve_dataset
 
@@ -351,7 +352,8 @@ def _resolve_named_data(
                 f"model_kwargs: vocab_size={kwargs[key]} is smaller than the tokenizer's vocabulary ({value})"
             )
         kwargs.setdefault(key, value)
-    return kwargs, resolved.train, val_dataset if val_dataset is not None else resolved.val, resolved.description
+    val = val_dataset if val_dataset is not None else resolved.val
+    return kwargs, resolved.train, val, resolved.description, resolved.units_per_sample
 
 
 def compare(

@@ -28,6 +28,7 @@ class ResolvedData:
     description: str
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. vocab_size from the tokenizer
     tokenizer: Any = None
+    units_per_sample: int | None = None  # what D counts per item when not tokens (e.g. points per set)
 
 
 def is_builtin_name(dataset: Any) -> bool:
@@ -65,7 +66,9 @@ def resolve_dataset(
         train = GaussianMixtureSets(seed=seed, **kw)
         val = GaussianMixtureSets(seed=seed + 1_000_003, length=int(opts.get("val_sets", 256)), **kw)
         overrides = {"num_clusters": kw["num_clusters"], "dim": kw["dim"]}
-        return ResolvedData(train, val, f"Gaussian-mixture sets {kw}", overrides)
+        # D counts points (the set transformer's tokens), not sets
+        return ResolvedData(train, val, f"Gaussian-mixture sets {kw}", overrides,
+                            units_per_sample=int(kw["points_per_set"]))
 
     if dataset == "digits":
         from flops_fit.data.images import load_digits_dataset

@@ -119,6 +119,48 @@ class DataSource:
         return out
 
 
+LARGE_DATASET = 1 << 24  # above this many samples, orders and splits are computed lazily
+
+
+class HugeIndexSet:
+    """range(n) minus `exclude`, for map-style data sets too large to list (the GMM sets have 2^31 items)."""
+
+    def __init__(self, n: int, exclude: Any = ()) -> None:
+        self.n = int(n)
+        self.exclude = frozenset(int(i) for i in exclude)
+
+    def __len__(self) -> int:
+        return self.n - len(self.exclude)
+
+
+class AffineOrder:
+    """A seeded order of range(n), i -> (a·i + c) mod n with gcd(a, n) = 1, never materialised.
+
+    Indexing by a slice of positions gives the data-set indices there, minus the excluded ones.
+    """
+
+    def __init__(self, n: int, seed_parts: list[int], exclude: frozenset[int] = frozenset(),
+                 shuffle: bool = True) -> None:
+        self.n, self.exclude = int(n), exclude
+        self.a, self.c = 1, 0
+        if shuffle and n > 1:
+            rng = np.random.default_rng(seed_parts)
+            self.c = int(rng.integers(0, n))
+            while True:
+                a = int(rng.integers(1, n))
+                if math.gcd(a, n) == 1:
+                    self.a = a
+                    break
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, sl: slice) -> list[int]:
+        stop = min(self.n, sl.stop if sl.stop is not None else self.n)
+        idx = ((self.a * i + self.c) % self.n for i in range(sl.start or 0, stop))
+        return [j for j in idx if j not in self.exclude]
+
+
 class SampleStream:
     """Endless, resumable stream of samples over a source, repeating in epochs.
 
@@ -165,7 +207,12 @@ class SampleStream:
             return None
         return self.epoch + self.offset / size
 
-    def _epoch_order(self) -> np.ndarray:
+    def _epoch_order(self) -> Any:
+        if self._order is None and (
+            isinstance(self.indices, HugeIndexSet) or (self.indices is None and len(self.source) > LARGE_DATASET)
+        ):
+            excl = self.indices.exclude if isinstance(self.indices, HugeIndexSet) else frozenset()
+            self._order = AffineOrder(len(self.source), [self.seed, self.epoch, 0x5EED], excl, self.shuffle)
         if self._order is None:
             base = self.indices if self.indices is not None else np.arange(len(self.source))
             if self.shuffle:
@@ -235,6 +282,10 @@ def split_validation(
                 f"dataset: expected more than {val_samples} samples to hold out a validation split "
                 f"(TrainConfig.val_units), found {n}; pass val_dataset= or lower val_units"
             )
+        if n > LARGE_DATASET:  # a permutation of n would not fit in memory
+            rng = np.random.default_rng([int(seed), 0xFA1])
+            val_idx = np.sort(rng.choice(n, size=val_samples, replace=False))
+            return HugeIndexSet(n, val_idx), 0, [source.dataset[int(i)] for i in val_idx]  # type: ignore[return-value]
         perm = np.random.default_rng([int(seed), 0xFA1]).permutation(n)
         val_idx = np.sort(perm[:val_samples])
         train_idx = np.sort(perm[val_samples:])
@@ -277,6 +328,9 @@ def model_input(batch: Any) -> Any:
 def call_model(model: Callable[..., Any], batch: Any) -> Any:
     """Run the model on a batch (see the module docstring for the rule)."""
     if isinstance(batch, Mapping):
+        keys = getattr(model, "input_keys", None)  # models may declare which batch keys they take
+        if keys is not None:
+            return model(**{k: batch[k] for k in keys if k in batch})
         if "input_ids" in batch:
             return model(batch["input_ids"])
         return model(**{k: v for k, v in batch.items() if k != "labels"})

@@ -605,6 +605,7 @@ def train_run(exp: Any, inp: RunInputs) -> RunRecord:
         "flops_per_unit_measured": flops_per_unit,
         "steps": step,
         "units_trained": units_seen,
+        "units_per_sample": inp.info.units_per_sample,
         "resumed_from_step": resumed_from,
         "val_units": inp.val_units,
         "loss_signature": signature,
