@@ -5,6 +5,8 @@
     print(result.chinchilla_table())
 """
 
+from typing import Any
+
 from flops_fit.api import compare, find_optimal
 from flops_fit.planning import Experiment, SweepPlan
 from flops_fit.result import Result
@@ -12,4 +14,25 @@ from flops_fit.training.mock import MockLaw
 
 __version__ = "0.1.0"
 
-__all__ = ["Experiment", "MockLaw", "Result", "SweepPlan", "compare", "find_optimal", "__version__"]
+# names that import torch or scipy-heavy modules, loaded on first use
+_LAZY = {
+    "TrainConfig": "flops_fit.training.trainer",
+    "register_model": "flops_fit.models",
+    "create_model": "flops_fit.models",
+    "list_models": "flops_fit.models",
+    "load_model": "flops_fit.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'flops_fit' has no attribute {name!r}")
+
+
+__all__ = [
+    "Experiment", "MockLaw", "Result", "SweepPlan", "TrainConfig", "compare", "create_model", "find_optimal",
+    "list_models", "load_model", "register_model", "__version__",
+]
