@@ -1,0 +1,218 @@
+"""Benchmark: Approach 3 on Epoch AI's 240 Chinchilla points.
+
+Times, in one process:
+1. flops-fit's full fit (4,500-start grid scored in numpy, L-BFGS-B with analytic
+   gradients from the best ``DEFAULT_N_BEST_STARTS``), repeated;
+2. the same with L-BFGS-B from *all* 4,500 starts (checks that the best-K shortcut
+   loses nothing);
+3. a reference: scipy L-BFGS-B with finite-difference gradients and default
+   settings, start by start, on a seeded random subset of the grid, scaled to 4,500;
+4. a 1,000-resample bootstrap on all cores;
+5. ``method="vpnls"`` (variable projection), its objective and parameters.
+
+Targets (2 CPU cores): full fit < 2 s, bootstrap < 60 s, objective no worse than
+the reference's. Writes benchmarks/results/parametric_fit.json.
+
+    python benchmarks/bench_parametric_fit.py [--reference-starts 100] [--skip-all-starts]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy
+from scipy.optimize import minimize
+
+from flops_fit.analysis.bootstrap import bootstrap_parametric
+from flops_fit.analysis.data_io import load_chinchilla
+from flops_fit.analysis.parametric import (
+    DEFAULT_N_BEST_STARTS,
+    chinchilla_grid,
+    fit_parametric,
+    huber_log_objective,
+    single_thread_blas,
+    solve,
+)
+
+EPOCH = {"E": 1.817, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+OUT = Path(__file__).resolve().parent / "results" / "parametric_fit.json"
+
+
+def _machine() -> dict:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "usable_cores": cores,
+        "load_average_1min_at_start": load,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _params(fit) -> dict:
+    return {k: float(getattr(fit, k)) for k in ("E", "A", "B", "alpha", "beta", "a", "b")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reference-starts", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--skip-all-starts", action="store_true", help="skip the all-4,500-starts check (~1 min)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+
+    machine = _machine()
+    df = load_chinchilla(drop_highest_loss=5)
+    lN, lD, lL = (np.log(df[c].to_numpy(float)) for c in ("N", "D", "loss"))
+    grid = chinchilla_grid()
+    delta = 1e-3
+    print(f"machine: {machine['platform']}, {machine['usable_cores']} usable cores, load {machine['load_average_1min_at_start']}")
+
+    # 1. flops-fit full fit --------------------------------------------------
+    fit_parametric(df)  # warm-up: imports, first-call costs
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        fit = fit_parametric(df)
+        times.append(time.perf_counter() - t0)
+    print(f"full fit ({grid.shape[0]} starts scored, L-BFGS-B from best {DEFAULT_N_BEST_STARTS}): "
+          f"median {statistics.median(times):.3f} s, min {min(times):.3f} s; objective {fit.objective:.10g}")
+    print(f"  E={fit.E:.4f} A={fit.A:.1f} B={fit.B:.1f} alpha={fit.alpha:.4f} beta={fit.beta:.4f}")
+
+    # 2. all 4,500 starts, analytic gradients -----------------------------------
+    all_starts = None
+    if not args.skip_all_starts:
+        t0 = time.perf_counter()
+        sol = solve(lN, lD, lL, method="lbfgs", delta=delta, starts=grid, n_best=grid.shape[0])
+        t_all = time.perf_counter() - t0
+        all_starts = {
+            "seconds": t_all,
+            "objective": sol.objective,
+            "best_k_objective_minus_all": fit.objective - sol.objective,
+            "alpha": float(sol.theta[3]),
+            "beta": float(sol.theta[4]),
+        }
+        print(f"all {grid.shape[0]} starts (analytic): {t_all:.1f} s, objective {sol.objective:.10g} "
+              f"(best-K minus all: {fit.objective - sol.objective:+.3g})")
+
+    # 3. reference: finite differences, start by start -------------------------
+    rng = np.random.default_rng(0)
+    subset = grid[rng.choice(grid.shape[0], size=args.reference_starts, replace=False)]
+    fun = lambda th: huber_log_objective(th, lN, lD, lL, delta)[0]
+    ref_best = np.inf
+    ref_x = None
+    t0 = time.perf_counter()
+    with single_thread_blas():  # the same BLAS setting, so the comparison is of the methods
+        for th in subset:
+            r = minimize(fun, th, method="L-BFGS-B")
+            if np.isfinite(r.fun) and r.fun < ref_best:
+                ref_best, ref_x = float(r.fun), r.x
+    t_ref = time.perf_counter() - t0
+    t_ref_scaled = t_ref * grid.shape[0] / args.reference_starts
+    print(f"reference (finite-difference L-BFGS-B, {args.reference_starts} random starts): {t_ref:.1f} s "
+          f"-> {t_ref_scaled:.0f} s scaled to {grid.shape[0]}; best objective {ref_best:.10g}")
+
+    # 4. bootstrap -------------------------------------------------------------
+    t0 = time.perf_counter()
+    bs = bootstrap_parametric(df, n_resamples=args.resamples, seed=0, fit=fit, targets=[1e21, 5.76e23])
+    t_bs = time.perf_counter() - t0
+    intervals = {k: list(bs.interval(k)) for k in ("E", "A", "B", "alpha", "beta", "a", "b")}
+    print(f"bootstrap ({args.resamples} resamples, all cores): {t_bs:.1f} s; failed {bs.n_failed}, "
+          f"not converged {bs.n_not_converged}")
+    for k in ("alpha", "beta", "E"):
+        print(f"  95% {k}: {intervals[k][0]:.4f} - {intervals[k][1]:.4f}")
+
+    # 5. vpnls -----------------------------------------------------------------
+    fit_parametric(df, method="vpnls")
+    vtimes = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        vfit = fit_parametric(df, method="vpnls")
+        vtimes.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    vbs = bootstrap_parametric(df, n_resamples=args.resamples, seed=0, fit=vfit, method="vpnls")
+    t_vbs = time.perf_counter() - t0
+    print(f"vpnls: median {statistics.median(vtimes):.3f} s; SSE(relative) {vfit.objective:.6g}, "
+          f"summed Huber {vfit.huber_objective:.10g} (lbfgs: {fit.huber_objective:.10g})")
+    print(f"  E={vfit.E:.4f} A={vfit.A:.1f} B={vfit.B:.1f} alpha={vfit.alpha:.4f} beta={vfit.beta:.4f}; "
+          f"bootstrap {t_vbs:.1f} s")
+
+    targets_met = {
+        "full_fit_under_2s": statistics.median(times) < 2.0,
+        "bootstrap_under_60s": t_bs < 60.0,
+        "objective_no_worse_than_reference": fit.objective <= ref_best * (1 + 1e-9),
+    }
+    result = {
+        "benchmark": "bench_parametric_fit",
+        "data": "Epoch AI Chinchilla SVG extraction, 240 points (5 highest-loss dropped)",
+        "machine": machine,
+        "full_fit": {
+            "method": "lbfgs",
+            "grid_starts": int(grid.shape[0]),
+            "lbfgs_starts": DEFAULT_N_BEST_STARTS,
+            "seconds_median": statistics.median(times),
+            "seconds_all": times,
+            "objective": fit.objective,
+            "converged": fit.converged,
+            "params": _params(fit),
+            "epoch_ai_params": EPOCH,
+        },
+        "all_starts_analytic": all_starts,
+        "reference_finite_difference": {
+            "starts_timed": args.reference_starts,
+            "seconds_timed": t_ref,
+            "seconds_scaled_to_grid": t_ref_scaled,
+            "best_objective": ref_best,
+            "best_alpha": None if ref_x is None else float(ref_x[3]),
+            "best_beta": None if ref_x is None else float(ref_x[4]),
+            "speedup_full_fit_vs_scaled_reference": t_ref_scaled / statistics.median(times),
+        },
+        "bootstrap": {
+            "n_resamples": args.resamples,
+            "seconds": t_bs,
+            "n_failed": bs.n_failed,
+            "n_not_converged": bs.n_not_converged,
+            "intervals_95": intervals,
+            "epoch_ai_intervals_95": {"alpha": [0.317, 0.373], "beta": [0.331, 0.415], "E": [1.769, 1.871],
+                                      "A": [285, 744], "B": [1042, 5810]},
+        },
+        "vpnls": {
+            "seconds_median": statistics.median(vtimes),
+            "objective_sse_relative": vfit.objective,
+            "huber_objective": vfit.huber_objective,
+            "lbfgs_huber_objective": fit.huber_objective,
+            "converged": vfit.converged,
+            "params": _params(vfit),
+            "bootstrap_seconds": t_vbs,
+            "bootstrap_intervals_95": {k: list(vbs.interval(k)) for k in ("E", "alpha", "beta", "a")},
+        },
+        "targets_met": targets_met,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"targets: {targets_met}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""Turn anyone's scaling data into one validated table for the fits.
+
+Accepts a pandas DataFrame, a CSV file, or a JSON file (a sweep's
+``results.json`` or a plain list of records) and maps user column names onto
+the canonical ones the analysis uses: ``N`` (parameters), ``D`` (tokens or
+data units), ``loss``, and, when present, ``C`` (training FLOPs), ``budget``
+(the budget a run was planned for), ``status`` and ``initial_loss``.
+
+Bad inputs fail here, at the door, with messages that name the column, the
+first offending row and its value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Other names that the default column names also answer to (first match wins).
+#: They cover flops-fit's own ``results.json`` records and common spellings.
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "N": ("num_params", "n_params", "params", "parameters", "model_size", "Model Size"),
+    "D": ("num_tokens", "n_tokens", "tokens", "data_size"),
+    "loss": ("final_loss", "eval_loss", "val_loss", "valid_loss", "test_loss"),
+    "C": ("flops", "compute", "training_flops", "Training FLOP"),
+    "budget": ("compute_budget", "planned_budget"),
+    "status": ("state",),
+    "initial_loss": ("init_loss", "loss_at_init"),
+}
+
+#: Top-level keys under which a JSON file may hold its list of records.
+_RECORD_KEYS = ("results", "experiments", "records", "runs", "data")
+
+REFERENCE_CHINCHILLA = "chinchilla_epoch_svg_extracted.csv"
+
+
+@dataclass(frozen=True)
+class FitData:
+    """Validated data for a fit.
+
+    ``frame`` has the canonical columns ``N``, ``D``, ``loss`` and, when the input
+    had them, ``C``, ``budget``, ``status``, ``initial_loss``; its index holds the
+    input's row labels, so exclusions can be reported against the user's rows.
+    ``columns`` maps each canonical name to the input column it came from
+    (``"D"`` maps to ``"C/(6N)"`` when tokens were derived from FLOPs).
+    """
+
+    frame: pd.DataFrame
+    source: str
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+def read_table(data: Any, *, argname: str = "data") -> tuple[pd.DataFrame, str]:
+    """Read a DataFrame, CSV path or JSON path into a DataFrame (copied) and a source label."""
+    if isinstance(data, pd.DataFrame):
+        return data.copy(), "DataFrame"
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        if not path.exists():
+            raise FileNotFoundError(f"{argname}: file not found: {path}")
+        suffix = path.suffix.lower()
+        if suffix in (".csv", ".tsv", ".txt"):
+            sep = "\t" if suffix == ".tsv" else ","
+            try:
+                return pd.read_csv(path, sep=sep), str(path)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{path}: could not be read as CSV ({exc})") from None
+        if suffix == ".json":
+            return _read_json_records(path), str(path)
+        raise ValueError(
+            f"{argname}: expected a .csv, .tsv or .json file, found {path.name!r} "
+            "(pass a pandas DataFrame for other formats)"
+        )
+    raise TypeError(
+        f"{argname}: expected a pandas DataFrame or a path to a CSV/JSON file, "
+        f"found {type(data).__name__}"
+    )
+
+
+def _read_json_records(path: Path) -> pd.DataFrame:
+    try:
+        with open(path) as fh:
+            raw = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
+    records = raw
+    if isinstance(raw, dict):
+        for key in _RECORD_KEYS:
+            if isinstance(raw.get(key), list):
+                records = raw[key]
+                break
+        else:
+            raise ValueError(
+                f"{path}: expected a list of records, or an object with one of the fields "
+                f"{list(_RECORD_KEYS)} holding a list; found fields {sorted(raw)[:12]}"
+            )
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"{path}: expected a list of JSON objects (one per experiment)")
+    if not records:
+        raise ValueError(f"{path}: holds no records")
+    frame = pd.json_normalize(records)
+    if "experiment_id" in frame.columns and frame["experiment_id"].is_unique:
+        frame = frame.set_index("experiment_id", drop=False)
+        frame.index.name = None
+    return frame
+
+
+def _find_column(frame: pd.DataFrame, name: str | None, canonical: str, default: str | None) -> str | None:
+    """The input column for `canonical`: the given name, else (for defaults) a known alias."""
+    if name is None:
+        return None
+    if name in frame.columns:
+        return name
+    if name != default:  # the caller named a column explicitly: no guessing
+        return None
+    for alias in COLUMN_ALIASES.get(canonical, ()):
+        if alias in frame.columns:
+            return alias
+    # nested JSON records flatten to 'outer.inner'; match on the last part
+    for col in frame.columns:
+        last = str(col).rsplit(".", 1)[-1]
+        if last == name or last in COLUMN_ALIASES.get(canonical, ()):
+            return col
+    return None
+
+
+def show(value: Any) -> str:
+    """repr for error messages, without numpy's 'np.float64(...)' wrapping."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
+def _check_positive_finite(values: pd.Series, column: str, argname: str, what: str) -> np.ndarray:
+    arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    bad = ~(np.isfinite(arr) & (arr > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{argname}={column!r}: {what} must be positive and finite; found "
+            f"{show(values.iloc[i])} at row {show(values.index[i])} ({int(bad.sum())} bad value(s) in all)"
+        )
+    return arr
+
+
+def load_fit_data(
+    data: Any,
+    *,
+    n_col: str = "N",
+    d_col: str = "D",
+    loss_col: str = "loss",
+    c_col: str | None = None,
+    budget_col: str | None = None,
+    status_col: str | None = "status",
+    initial_loss_col: str | None = "initial_loss",
+) -> FitData:
+    """Load and validate data for a scaling-law fit.
+
+    ``D`` is taken from ``d_col``; when that column is absent and a FLOPs column
+    (``c_col``, or ``C`` by default) is present, ``D = C / (6 N)``.  ``C`` defaults
+    to ``6 N D`` when absent.  N, D and C must be positive and finite (they are
+    inputs, so a bad one is a bug, not an outlier); a non-finite loss is kept so
+    that it can be flagged as a diverged run, but a loss <= 0 is an error.
+    """
+    frame, source = read_table(data)
+    if len(frame) == 0:
+        raise ValueError(f"data: {source} has no rows")
+    columns: dict[str, str] = {}
+    cols_list = list(map(str, frame.columns))[:20]
+
+    n_src = _find_column(frame, n_col, "N", "N")
+    if n_src is None:
+        raise ValueError(
+            f"n_col={n_col!r}: column not found in {source}; available columns: {cols_list}"
+        )
+    loss_src = _find_column(frame, loss_col, "loss", "loss")
+    if loss_src is None:
+        raise ValueError(
+            f"loss_col={loss_col!r}: column not found in {source}; available columns: {cols_list}"
+        )
+    c_src = _find_column(frame, c_col if c_col is not None else "C", "C", "C")
+    if c_col is not None and c_src is None:
+        raise ValueError(
+            f"c_col={c_col!r}: column not found in {source}; available columns: {cols_list}"
+        )
+    d_src = _find_column(frame, d_col, "D", "D")
+
+    out = pd.DataFrame(index=frame.index)
+    N = _check_positive_finite(frame[n_src], n_src, "n_col", "parameter counts N")
+    out["N"] = N
+    columns["N"] = n_src
+    if d_src is not None:
+        out["D"] = _check_positive_finite(frame[d_src], d_src, "d_col", "token counts D")
+        columns["D"] = d_src
+        if c_src is not None:
+            out["C"] = _check_positive_finite(frame[c_src], c_src, "c_col", "FLOPs C")
+            columns["C"] = c_src
+        else:
+            out["C"] = 6.0 * out["N"] * out["D"]
+            columns["C"] = "6ND"
+    elif c_src is not None:
+        C = _check_positive_finite(frame[c_src], c_src, "c_col", "FLOPs C")
+        out["C"] = C
+        out["D"] = C / (6.0 * N)
+        columns["C"] = c_src
+        columns["D"] = "C/(6N)"
+    else:
+        raise ValueError(
+            f"d_col={d_col!r}: column not found in {source}, and no FLOPs column (c_col) to derive "
+            f"D = C/(6N) from; available columns: {cols_list}"
+        )
+
+    loss = pd.to_numeric(frame[loss_src], errors="coerce").to_numpy(dtype=float)
+    nonpos = np.isfinite(loss) & (loss <= 0)
+    if nonpos.any():
+        i = int(np.flatnonzero(nonpos)[0])
+        raise ValueError(
+            f"loss_col={loss_src!r}: losses must be positive (the fit works on log loss); found "
+            f"{show(loss[i])} at row {show(frame.index[i])}"
+        )
+    out["loss"] = loss
+    columns["loss"] = loss_src
+
+    b_src = _find_column(frame, budget_col if budget_col is not None else "budget", "budget", "budget")
+    if budget_col is not None and b_src is None:
+        raise ValueError(
+            f"budget_col={budget_col!r}: column not found in {source}; available columns: {cols_list}"
+        )
+    if b_src is not None:
+        out["budget"] = frame[b_src].to_numpy()
+        columns["budget"] = b_src
+    s_src = _find_column(frame, status_col, "status", "status")
+    if s_src is not None:
+        out["status"] = frame[s_src].to_numpy()
+        columns["status"] = s_src
+    i_src = _find_column(frame, initial_loss_col, "initial_loss", "initial_loss")
+    if i_src is not None:
+        out["initial_loss"] = pd.to_numeric(frame[i_src], errors="coerce").to_numpy(dtype=float)
+        columns["initial_loss"] = i_src
+    if "outlier" in frame.columns:  # flags set earlier (by flag_outliers or by hand) are honoured
+        out["outlier"] = frame["outlier"].fillna(False).astype(bool).to_numpy()
+        if "outlier_reason" in frame.columns:
+            out["outlier_reason"] = frame["outlier_reason"].fillna("").astype(str).to_numpy()
+    return FitData(frame=out, source=source, columns=columns)
+
+
+def load_chinchilla(*, drop_highest_loss: int = 0) -> pd.DataFrame:
+    """Epoch AI's 245 points read off Chinchilla's Figure 4 (see reference/PROVENANCE.md).
+
+    Returns columns ``N``, ``D`` (= C/(6N)), ``C`` and ``loss``, sorted as in the file.
+    ``drop_highest_loss=5`` reproduces the 240 points of Epoch AI's re-fit.
+    """
+    if not isinstance(drop_highest_loss, (int, np.integer)) or isinstance(drop_highest_loss, bool):
+        raise TypeError(f"drop_highest_loss: expected an int, found {type(drop_highest_loss).__name__}")
+    if not 0 <= drop_highest_loss < 245:
+        raise ValueError(f"drop_highest_loss: expected 0 <= value < 245, found {drop_highest_loss}")
+    ref = resources.files("flops_fit").joinpath("reference", REFERENCE_CHINCHILLA)
+    with ref.open("r") as fh:
+        raw = pd.read_csv(fh)
+    out = pd.DataFrame(
+        {
+            "N": raw["Model Size"].astype(float),
+            "C": raw["Training FLOP"].astype(float),
+            "loss": raw["loss"].astype(float),
+        }
+    )
+    out["D"] = out["C"] / (6.0 * out["N"])
+    out = out[["N", "D", "C", "loss"]]
+    if drop_highest_loss:
+        out = out.drop(out["loss"].nlargest(drop_highest_loss).index)
+    return out
+
+
+def synthetic_isoflop(
+    *,
+    E: float = 2.0,
+    A: float = 300.0,
+    B: float = 800.0,
+    alpha: float = 0.30,
+    beta: float = 0.40,
+    budgets: Any = (1e17, 1e18, 1e19, 1e20, 1e21),
+    points_per_budget: int = 7,
+    span_decades: float = 1.0,
+    tokens_per_param: float = 20.0,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """An IsoFLOP-style sweep on a known law, for tests, benchmarks and examples.
+
+    Per budget C, ``points_per_budget`` values of N log-spaced over +-``span_decades``
+    around sqrt(C / (6 * tokens_per_param)) (the 20-tokens-per-parameter point, which
+    for the default law lies 10-20x below the true optimum: a deliberately off-centre
+    design), D = C / (6N), loss = law * exp(noise * standard normal) (seeded).
+    Columns: ``N``, ``D``, ``C``, ``budget``, ``loss``.
+    """
+    budgets = np.asarray(budgets, dtype=float)
+    if budgets.ndim != 1 or budgets.size == 0 or not np.all(np.isfinite(budgets) & (budgets > 0)):
+        raise ValueError(f"budgets: expected a non-empty list of positive finite FLOPs, found {budgets!r}")
+    if not isinstance(points_per_budget, (int, np.integer)) or points_per_budget < 2:
+        raise ValueError(f"points_per_budget: expected an int >= 2, found {points_per_budget!r}")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise: expected a finite number >= 0, found {noise!r}")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for C in budgets:
+        centre = np.sqrt(C / (6.0 * tokens_per_param))
+        for N in centre * np.logspace(-span_decades, span_decades, points_per_budget):
+            rows.append((N, C / (6.0 * N), C, C))
+    out = pd.DataFrame(rows, columns=["N", "D", "C", "budget"])
+    law = E + A * out["N"] ** (-alpha) + B * out["D"] ** (-beta)
+    out["loss"] = law * np.exp(noise * rng.standard_normal(len(out)))
+    return out

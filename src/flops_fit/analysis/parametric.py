@@ -1,0 +1,654 @@
+"""Chinchilla Approach 3: fit the whole loss surface L(N, D) = E + A/N^alpha + B/D^beta.
+
+Two solvers:
+
+``method="lbfgs"`` (default) follows Hoffmann et al. (2022) as corrected by
+Besiroglu et al. (Epoch AI, 2024): in log space,
+``log L = LSE(log A - alpha log N, log B - beta log D, log E)``, a Huber loss
+(delta = 1e-3) on the residuals ``log L_pred - log L_obs``, **summed** (a mean
+shrinks the gradient and stops L-BFGS early), minimised by scipy's L-BFGS-B
+with an analytic gradient. The 4,500-point Chinchilla/Epoch start grid is
+scored in one vectorised pass and L-BFGS-B runs only from the best
+``n_best_starts`` (16) of them; the lowest objective wins. On the Chinchilla
+data each of the 10 best-scored starts reaches the optimum of the full
+4,500-start search (best-16 minus all-4,500 objective: 2e-17, see
+benchmarks/bench_parametric_fit.py); so do the top starts on the synthetic
+sweeps of the tests (a slow test checks both against all 4,500 starts).
+
+``method="vpnls"`` is variable projection: for fixed (alpha, beta) the model is
+linear in (E, A, B), solved by non-negative least squares on relative residuals
+(``(L_pred - L_obs) / L_obs``, the first-order match of the log-space loss); the
+2-D profile over (alpha, beta) is searched on a grid and refined by
+Nelder-Mead. Three nonlinear parameters fewer makes it better conditioned and
+immune to the a/b/e start grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize, nnls
+
+from flops_fit.analysis.data_io import FitData, load_fit_data, show
+from flops_fit.analysis.outliers import (
+    DEFAULT_MIN_SCALE,
+    DEFAULT_Z_THRESHOLD,
+    flag_outliers,
+    robust_z,
+)
+
+METHODS = ("lbfgs", "vpnls")
+#: Fitted and derived parameters, in the order used by bootstrap sample arrays.
+PARAM_NAMES = ("E", "A", "B", "alpha", "beta", "a", "b", "G")
+#: Number of free parameters (E, A, B, alpha, beta): the minimum number of points.
+N_FREE_PARAMS = 5
+#: L-BFGS-B settings: tight enough that noise-free data give exponents to ~1e-6.
+LBFGS_OPTIONS = {"maxiter": 5000, "maxfun": 10000, "ftol": 1e-13, "gtol": 1e-9}
+DEFAULT_N_BEST_STARTS = 16
+#: (alpha, beta) grid of the vpnls profile search.
+VPNLS_GRID = np.round(np.arange(0.05, 2.0001, 0.05), 10)
+
+
+def chinchilla_grid() -> np.ndarray:
+    """The 4,500 starts of Hoffmann et al. / Epoch AI, rows of (log A, log B, log E, alpha, beta).
+
+    alpha, beta in {0, 0.5, ..., 2}; log E in {-1, -0.5, ..., 1}; log A, log B in {0, 5, ..., 25}.
+    """
+    ab = np.arange(0.0, 2.0001, 0.5)
+    e = np.arange(-1.0, 1.0001, 0.5)
+    big = np.arange(0.0, 25.0001, 5.0)
+    grid = np.meshgrid(big, big, e, ab, ab, indexing="ij")
+    return np.stack([g.ravel() for g in grid], axis=1)
+
+
+@contextlib.contextmanager
+def single_thread_blas() -> Iterator[None]:
+    """Limit BLAS to one thread while fitting.
+
+    L-BFGS-B calls BLAS on 5x5 problems thousands of times; a multithreaded
+    OpenBLAS then spends most of its time waking threads (measured 6x slower on a
+    busy 2-core machine). Uses threadpoolctl when installed, else does nothing.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+# --------------------------------------------------------------------------- objective
+
+
+def huber_log_objective(
+    theta: np.ndarray, lN: np.ndarray, lD: np.ndarray, lL: np.ndarray, delta: float
+) -> tuple[float, np.ndarray]:
+    """Summed Huber loss of log-space residuals and its analytic gradient.
+
+    ``theta = (log A, log B, log E, alpha, beta)``. With softmax weights w_k of the
+    three LSE terms and psi = clip(r, -delta, delta), dF/dlogA = sum psi w_1,
+    dF/dalpha = -sum psi w_1 log N, and likewise for B/beta and E.
+    """
+    la, lb, le, al, be = theta
+    x1 = la - al * lN
+    x2 = lb - be * lD
+    m = np.maximum(np.maximum(x1, x2), le)
+    w1 = np.exp(x1 - m)
+    w2 = np.exp(x2 - m)
+    w3 = np.exp(le - m)
+    s = w1 + w2 + w3
+    r = m + np.log(s) - lL
+    ar = np.abs(r)
+    small = ar <= delta
+    f = float(np.where(small, 0.5 * r * r, delta * (ar - 0.5 * delta)).sum())
+    psi = np.clip(r, -delta, delta) / s
+    g1 = psi * w1
+    g2 = psi * w2
+    grad = np.array([g1.sum(), g2.sum(), (psi * w3).sum(), -(g1 @ lN), -(g2 @ lD)])
+    return f, grad
+
+
+def grid_objectives(
+    starts: np.ndarray, lN: np.ndarray, lD: np.ndarray, lL: np.ndarray, delta: float
+) -> np.ndarray:
+    """The summed Huber objective at every row of ``starts``, vectorised (chunked to bound memory)."""
+    starts = np.asarray(starts, dtype=float)
+    out = np.empty(starts.shape[0])
+    chunk = max(1, int(2_000_000 // max(lN.size, 1)))
+    for i in range(0, starts.shape[0], chunk):
+        s = starts[i : i + chunk]
+        x1 = s[:, 0:1] - s[:, 3:4] * lN
+        x2 = s[:, 1:2] - s[:, 4:5] * lD
+        r = np.logaddexp(np.logaddexp(x1, x2), s[:, 2:3]) - lL
+        ar = np.abs(r)
+        out[i : i + chunk] = np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta)).sum(axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """One solver outcome on arrays (internal: crosses into bootstrap workers)."""
+
+    theta: np.ndarray  # (log A, log B, log E, alpha, beta)
+    objective: float
+    converged: bool
+    n_iter: int
+    message: str
+    n_starts: int
+
+
+def _lbfgs(theta0: np.ndarray, lN, lD, lL, delta: float):
+    return minimize(
+        huber_log_objective,
+        np.asarray(theta0, dtype=float),
+        args=(lN, lD, lL, delta),
+        jac=True,
+        method="L-BFGS-B",
+        options=LBFGS_OPTIONS,
+    )
+
+
+def _solve_lbfgs(
+    lN: np.ndarray,
+    lD: np.ndarray,
+    lL: np.ndarray,
+    *,
+    delta: float,
+    starts: np.ndarray | None = None,
+    n_best: int = DEFAULT_N_BEST_STARTS,
+) -> SolveResult:
+    """Score all ``starts`` (default: the Chinchilla grid), run L-BFGS-B from the best ``n_best``."""
+    starts = chinchilla_grid() if starts is None else np.atleast_2d(np.asarray(starts, dtype=float))
+    if starts.shape[0] > n_best:
+        f0 = grid_objectives(starts, lN, lD, lL, delta)
+        f0 = np.where(np.isfinite(f0), f0, np.inf)
+        starts = starts[np.argsort(f0, kind="stable")[:n_best]]
+    best = None
+    for th in starts:
+        res = _lbfgs(th, lN, lD, lL, delta)
+        if np.all(np.isfinite(res.x)) and np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+            best = res
+    if best is None:
+        return SolveResult(np.full(5, np.nan), math.inf, False, 0, "no start gave a finite objective", len(starts))
+    msg = best.message if isinstance(best.message, str) else best.message.decode()
+    return SolveResult(np.asarray(best.x), float(best.fun), bool(best.success), int(best.nit), msg, len(starts))
+
+
+def _vp_linear(alpha: float, beta: float, lN, lD, L) -> tuple[np.ndarray, float]:
+    """For fixed exponents: NNLS for (E, A, B) on relative residuals; returns coefficients and SSE."""
+    X = np.column_stack([np.ones_like(L), np.exp(-alpha * lN), np.exp(-beta * lD)]) / L[:, None]
+    norms = np.linalg.norm(X, axis=0)
+    norms[norms == 0] = 1.0
+    coef, rnorm = nnls(X / norms, np.ones_like(L))
+    return coef / norms, float(rnorm * rnorm)
+
+
+def _solve_vpnls(
+    lN: np.ndarray,
+    lD: np.ndarray,
+    L: np.ndarray,
+    *,
+    exponents0: Sequence[tuple[float, float]] | None = None,
+    grid: np.ndarray = VPNLS_GRID,
+) -> SolveResult:
+    """Variable projection: profile SSE over (alpha, beta); grid (or given starts), then Nelder-Mead."""
+
+    def profile(x: np.ndarray) -> float:
+        if x[0] <= 0 or x[1] <= 0 or x[0] > 10 or x[1] > 10:
+            return math.inf
+        return _vp_linear(x[0], x[1], lN, lD, L)[1]
+
+    if exponents0 is None:
+        sse = np.array([[profile((al, be)) for be in grid] for al in grid])
+        flat = np.argsort(sse, axis=None, kind="stable")[:3]
+        exponents0 = [(grid[i // grid.size], grid[i % grid.size]) for i in flat]
+        n_grid = grid.size**2
+    else:
+        n_grid = 0
+    best = None
+    for x0 in exponents0:
+        res = minimize(
+            profile,
+            np.asarray(x0, dtype=float),
+            method="Nelder-Mead",
+            options={"xatol": 1e-9, "fatol": 1e-15, "maxiter": 4000, "maxfev": 8000},
+        )
+        if best is None or res.fun < best.fun:
+            best = res
+    al, be = best.x
+    coef, sse = _vp_linear(al, be, lN, lD, L)
+    E, A, B = coef
+    converged = bool(best.success) and E > 0 and A > 0 and B > 0
+    msg = str(best.message)
+    if not (E > 0 and A > 0 and B > 0):
+        zero = [n for n, v in zip("EAB", coef) if not v > 0]
+        msg += f"; non-negative least squares set {', '.join(zero)} to 0 (the data cannot separate that term)"
+    with np.errstate(divide="ignore"):
+        theta = np.array([np.log(A), np.log(B), np.log(E), al, be])
+    return SolveResult(theta, sse, converged, int(best.nit), msg, n_grid + len(exponents0))
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class ExcludedPoint:
+    """A row left out of a fit, with the input's row label and the reason."""
+
+    index: Any
+    N: float
+    D: float
+    loss: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class ParametricFit:
+    """A fitted L(N, D) = E + A/N^alpha + B/D^beta.
+
+    ``objective`` is the solver's own (summed Huber on log loss for ``lbfgs``, sum of
+    squared relative residuals for ``vpnls``); ``huber_objective`` is the summed Huber
+    objective for either method, so the two can be compared.
+    """
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    objective: float
+    converged: bool
+    n_iter: int
+    message: str
+    n_points: int
+    method: str
+    huber_delta: float = 1e-3
+    huber_objective: float = math.nan
+    n_starts: int = 0
+    excluded: tuple[ExcludedPoint, ...] = field(default_factory=tuple)
+
+    # derived quantities -------------------------------------------------------
+    @property
+    def a(self) -> float:
+        """Exponent of N_opt in C: N_opt ~ C^a, a = beta / (alpha + beta)."""
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        """Exponent of D_opt in C: D_opt ~ C^b, b = alpha / (alpha + beta)."""
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def G(self) -> float:
+        """N_opt = G (C/6)^a, G = (alpha A / (beta B))^(1/(alpha+beta))."""
+        return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+
+    @property
+    def log_params(self) -> np.ndarray:
+        """(log A, log B, log E, alpha, beta): the L-BFGS parameterisation."""
+        with np.errstate(divide="ignore"):
+            return np.array([np.log(self.A), np.log(self.B), np.log(self.E), self.alpha, self.beta])
+
+    def params(self) -> dict[str, float]:
+        """All of PARAM_NAMES as floats."""
+        return {name: float(getattr(self, name)) for name in PARAM_NAMES}
+
+    # predictions --------------------------------------------------------------
+    def predict_loss(self, N: Any, D: Any) -> np.ndarray | float:
+        """E + A N^-alpha + B D^-beta (broadcasts)."""
+        N = np.asarray(N, dtype=float)
+        D = np.asarray(D, dtype=float)
+        out = self.E + self.A * N ** (-self.alpha) + self.B * D ** (-self.beta)
+        return float(out) if out.ndim == 0 else out
+
+    def optimal_allocation(self, C: Any) -> tuple[Any, Any]:
+        """Closed-form compute-optimal (N_opt, D_opt) with 6 N_opt D_opt = C exactly."""
+        C = _check_budget(C, "C")
+        N_opt = self.G * (C / 6.0) ** self.a
+        D_opt = C / (6.0 * N_opt)
+        if np.ndim(N_opt) == 0:
+            return float(N_opt), float(D_opt)
+        return N_opt, D_opt
+
+    def optimal_loss(self, C: Any) -> np.ndarray | float:
+        """Predicted loss at the compute-optimal allocation for budget C."""
+        N_opt, D_opt = self.optimal_allocation(C)
+        return self.predict_loss(N_opt, D_opt)
+
+    def residuals(self, N: Any, D: Any, loss: Any) -> np.ndarray:
+        """log L_pred - log L_obs, the quantity the Huber loss is applied to."""
+        return np.log(self.predict_loss(N, D)) - np.log(np.asarray(loss, dtype=float))
+
+    # JSON ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the fields, derived a/b/G, and excluded points (non-int row labels as str)."""
+
+        def plain(v: Any) -> Any:
+            return v.item() if isinstance(v, np.generic) else v
+
+        d = {k: plain(v) for k, v in asdict(self).items() if k != "excluded"}
+        d["a"], d["b"], d["G"] = self.a, self.b, self.G
+        d["excluded"] = [
+            {
+                "index": plain(p.index) if isinstance(p.index, (int, np.integer)) else str(p.index),
+                "N": p.N, "D": p.D, "loss": p.loss, "reason": p.reason,
+            }
+            for p in self.excluded
+        ]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ParametricFit:
+        """Inverse of to_dict; derived keys (a, b, G) are ignored, missing required keys are errors."""
+        if not isinstance(d, Mapping):
+            raise TypeError(f"d: expected a mapping, found {type(d).__name__}")
+        required = ("E", "A", "B", "alpha", "beta", "objective", "converged", "n_iter", "message", "n_points", "method")
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ValueError(f"ParametricFit.from_dict: required field(s) {missing} missing")
+        kw = {k: d[k] for k in required}
+        for k in ("huber_delta", "huber_objective", "n_starts"):
+            if k in d and d[k] is not None:
+                kw[k] = d[k]
+        for k in ("E", "A", "B", "alpha", "beta", "objective", "huber_delta", "huber_objective"):
+            if k in kw:
+                kw[k] = math.nan if kw[k] is None else float(kw[k])
+        kw["excluded"] = tuple(ExcludedPoint(**p) for p in d.get("excluded", ()) or ())
+        return cls(**kw)
+
+    def summary(self) -> str:
+        """One line for logs and reports."""
+        flag = "" if self.converged else " (NOT converged)"
+        return (
+            f"L = {self.E:.4g} + {self.A:.4g}/N^{self.alpha:.4f} + {self.B:.4g}/D^{self.beta:.4f}; "
+            f"N_opt ~ C^{self.a:.3f}, D_opt ~ C^{self.b:.3f} [{self.method}, {self.n_points} points, "
+            f"{len(self.excluded)} excluded]{flag}"
+        )
+
+
+def _check_budget(C: Any, name: str) -> Any:
+    arr = np.asarray(C, dtype=float)
+    if not np.all(np.isfinite(arr) & (arr > 0)):
+        raise ValueError(f"{name}: compute budgets must be positive and finite; found {C!r}")
+    return float(arr) if arr.ndim == 0 else arr
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The points a fit uses (after exclusions), as arrays, plus what was excluded."""
+
+    frame: pd.DataFrame  # kept rows, canonical columns (N, D, C, loss, [budget, status, ...])
+    excluded: tuple[ExcludedPoint, ...]
+    source: str
+
+    @property
+    def logs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        f = self.frame
+        return (
+            np.log(f["N"].to_numpy(float)),
+            np.log(f["D"].to_numpy(float)),
+            np.log(f["loss"].to_numpy(float)),
+        )
+
+
+def _excluded_points(frame: pd.DataFrame, mask: np.ndarray, reasons: Sequence[str]) -> list[ExcludedPoint]:
+    return [
+        ExcludedPoint(index=lab, N=float(n), D=float(d), loss=float(l), reason=str(r))
+        for lab, n, d, l, r, m in zip(frame.index, frame["N"], frame["D"], frame["loss"], reasons, mask)
+        if m
+    ]
+
+
+def _exclude_mask(frame: pd.DataFrame, exclude: Any) -> np.ndarray:
+    """`exclude` as a boolean mask over rows: a boolean array/Series, or row labels."""
+    if exclude is None:
+        return np.zeros(len(frame), dtype=bool)
+    if isinstance(exclude, pd.Series) and exclude.dtype == bool:
+        if not exclude.index.equals(frame.index):
+            exclude = exclude.reindex(frame.index, fill_value=False)
+        return exclude.to_numpy(dtype=bool)
+    arr = np.asarray(exclude)
+    if arr.dtype == bool:
+        if arr.shape != (len(frame),):
+            raise ValueError(f"exclude: a boolean mask must have one value per row ({len(frame)}), found shape {arr.shape}")
+        return arr.copy()
+    labels = list(np.atleast_1d(arr))
+    unknown = [lab for lab in labels if lab not in frame.index]
+    if unknown:
+        raise ValueError(
+            f"exclude: row label(s) [{', '.join(show(u) for u in unknown[:5])}] not found in the data's index"
+        )
+    return frame.index.isin(labels)
+
+
+def prepare_points(
+    fd: FitData, *, exclude: Any = None, exclude_outliers: bool = True
+) -> PreparedData:
+    """Apply caller exclusions and hard outlier flags (status, non-finite, above initial loss)."""
+    frame = fd.frame
+    mask = _exclude_mask(frame, exclude)
+    reasons = ["excluded by caller" if m else "" for m in mask]
+    if exclude_outliers:
+        flagged = flag_outliers(frame, loss_col="loss", status_col="status", initial_loss_col="initial_loss")
+        fl = flagged["outlier"].to_numpy(bool)
+        for i in np.flatnonzero(fl):
+            reasons[i] = "; ".join(x for x in (reasons[i], flagged["outlier_reason"].iloc[i]) if x)
+        mask = mask | fl
+    else:
+        bad = ~np.isfinite(frame["loss"].to_numpy(float)) & ~mask
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"loss_col={fd.columns.get('loss', 'loss')!r}: non-finite loss {show(frame['loss'].iloc[i])} at row "
+                f"{show(frame.index[i])} ({int(bad.sum())} in all); use exclude_outliers=True to drop diverged runs "
+                "or exclude= to drop them by hand"
+            )
+    kept = frame[~mask]
+    return PreparedData(frame=kept, excluded=tuple(_excluded_points(frame, mask, reasons)), source=fd.source)
+
+
+def _check_enough(frame: pd.DataFrame, n_excluded: int) -> None:
+    n = len(frame)
+    if n < N_FREE_PARAMS:
+        raise ValueError(
+            f"data: the parametric fit has {N_FREE_PARAMS} parameters and needs at least {N_FREE_PARAMS} points; "
+            f"found {n} (after excluding {n_excluded})"
+        )
+    for col, what in (("N", "parameter counts"), ("D", "token counts")):
+        if frame[col].nunique() < 2:
+            raise ValueError(
+                f"data: column {col} ({what}) needs at least 2 distinct values to fit its exponent; "
+                f"found {frame[col].nunique()}"
+            )
+
+
+def _init_thetas(init: Any) -> np.ndarray:
+    items = init if isinstance(init, (list, tuple)) and init and not isinstance(init[0], (int, float)) else [init]
+    rows = []
+    for it in items:
+        if isinstance(it, ParametricFit):
+            rows.append(it.log_params)
+        elif isinstance(it, Mapping):
+            missing = [k for k in ("E", "A", "B", "alpha", "beta") if k not in it]
+            if missing:
+                raise ValueError(f"init: mapping is missing key(s) {missing}; expected E, A, B, alpha, beta")
+            vals = [float(it[k]) for k in ("A", "B", "E")]
+            if not all(v > 0 and math.isfinite(v) for v in vals):
+                raise ValueError(f"init: E, A, B must be positive and finite; found {dict(it)}")
+            rows.append(np.array([math.log(vals[0]), math.log(vals[1]), math.log(vals[2]), float(it["alpha"]), float(it["beta"])]))
+        else:
+            raise TypeError(
+                f"init: expected a ParametricFit, a mapping with E, A, B, alpha, beta, or a list of those; "
+                f"found {type(it).__name__}"
+            )
+    return np.vstack(rows)
+
+
+def _solve(
+    lN: np.ndarray,
+    lD: np.ndarray,
+    lL: np.ndarray,
+    *,
+    method: str,
+    delta: float,
+    starts: np.ndarray | None = None,
+    n_best: int = DEFAULT_N_BEST_STARTS,
+) -> SolveResult:
+    """Run one solver on log arrays; ``starts`` are rows of (log A, log B, log E, alpha, beta)."""
+    if method == "lbfgs":
+        return _solve_lbfgs(lN, lD, lL, delta=delta, starts=starts, n_best=n_best)
+    exps = None if starts is None else [tuple(s[3:5]) for s in np.atleast_2d(starts)]
+    return _solve_vpnls(lN, lD, np.exp(lL), exponents0=exps)
+
+
+def solve(
+    lN: np.ndarray,
+    lD: np.ndarray,
+    lL: np.ndarray,
+    *,
+    method: str = "lbfgs",
+    delta: float = 1e-3,
+    starts: np.ndarray | None = None,
+    n_best: int = DEFAULT_N_BEST_STARTS,
+) -> SolveResult:
+    """Array-level solver for callers that manage their own data (benchmarks, other analyses).
+
+    Runs with BLAS limited to one thread; loops that call the solver many times
+    should hold ``single_thread_blas()`` themselves and call ``_solve``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, found {method!r}")
+    with single_thread_blas():
+        return _solve(lN, lD, lL, method=method, delta=delta, starts=starts, n_best=n_best)
+
+
+def _make_fit(sol: SolveResult, lN, lD, lL, *, method: str, delta: float, excluded) -> ParametricFit:
+    la, lb, le, al, be = sol.theta
+    huber = huber_log_objective(sol.theta, lN, lD, lL, delta)[0] if np.all(np.isfinite(sol.theta[3:])) else math.nan
+    return ParametricFit(
+        E=float(np.exp(le)),
+        A=float(np.exp(la)),
+        B=float(np.exp(lb)),
+        alpha=float(al),
+        beta=float(be),
+        objective=float(sol.objective),
+        converged=bool(sol.converged),
+        n_iter=int(sol.n_iter),
+        message=sol.message,
+        n_points=int(lN.size),
+        method=method,
+        huber_delta=float(delta),
+        huber_objective=float(huber),
+        n_starts=int(sol.n_starts),
+        excluded=tuple(excluded),
+    )
+
+
+def _validate_options(method: str, huber_delta: float, n_best_starts: int, outlier_threshold: Any) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, found {method!r}")
+    if not (isinstance(huber_delta, (int, float)) and not isinstance(huber_delta, bool)
+            and math.isfinite(huber_delta) and huber_delta > 0):
+        raise ValueError(f"huber_delta: expected a positive finite number, found {huber_delta!r}")
+    if not isinstance(n_best_starts, (int, np.integer)) or isinstance(n_best_starts, bool) or n_best_starts < 1:
+        raise ValueError(f"n_best_starts: expected an int >= 1, found {n_best_starts!r}")
+    if outlier_threshold is not None and not (
+        isinstance(outlier_threshold, (int, float)) and math.isfinite(outlier_threshold) and outlier_threshold > 0
+    ):
+        raise ValueError(f"outlier_threshold: expected a positive finite number or None, found {outlier_threshold!r}")
+
+
+def fit_parametric(
+    data: pd.DataFrame | str | Any,
+    *,
+    n_col: str = "N",
+    d_col: str = "D",
+    loss_col: str = "loss",
+    c_col: str | None = None,
+    method: str = "lbfgs",
+    huber_delta: float = 1e-3,
+    exclude: Any = None,
+    exclude_outliers: bool = True,
+    outlier_threshold: float | None = DEFAULT_Z_THRESHOLD,
+    init: Any = None,
+    n_best_starts: int = DEFAULT_N_BEST_STARTS,
+) -> ParametricFit:
+    """Fit L(N, D) = E + A/N^alpha + B/D^beta to a DataFrame, CSV or results.json.
+
+    ``exclude``: row labels or a boolean mask of rows to leave out. With
+    ``exclude_outliers`` (default) failed/diverged runs (status, non-finite loss,
+    loss above initial loss, rows already marked ``outlier``) are left out, and
+    after a first fit so are points whose robust residual |z| exceeds
+    ``outlier_threshold`` (None disables that test), followed by one refit.
+    Everything left out is listed in ``fit.excluded`` with its reason.
+    ``init`` (a ParametricFit, or a mapping with E, A, B, alpha, beta, or a list)
+    replaces the start grid, e.g. to warm-start from an earlier fit.
+    """
+    _validate_options(method, huber_delta, n_best_starts, outlier_threshold)
+    fd = load_fit_data(data, n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col)
+    prepared = prepare_points(fd, exclude=exclude, exclude_outliers=exclude_outliers)
+    return _fit_prepared(
+        prepared, method=method, delta=huber_delta, init=init, n_best=n_best_starts,
+        outlier_threshold=outlier_threshold if exclude_outliers else None,
+    )[0]
+
+
+def _fit_prepared(
+    prepared: PreparedData,
+    *,
+    method: str,
+    delta: float,
+    init: Any,
+    n_best: int,
+    outlier_threshold: float | None,
+) -> tuple[ParametricFit, PreparedData]:
+    """Fit, then (optionally) drop extreme robust residuals once and refit."""
+    _check_enough(prepared.frame, len(prepared.excluded))
+    starts = None if init is None else _init_thetas(init)
+    with single_thread_blas():
+        return _fit_prepared_inner(prepared, method=method, delta=delta, starts=starts, n_best=n_best,
+                                   outlier_threshold=outlier_threshold)
+
+
+def _fit_prepared_inner(
+    prepared: PreparedData,
+    *,
+    method: str,
+    delta: float,
+    starts: np.ndarray | None,
+    n_best: int,
+    outlier_threshold: float | None,
+) -> tuple[ParametricFit, PreparedData]:
+    lN, lD, lL = prepared.logs
+    sol = _solve(lN, lD, lL, method=method, delta=delta, starts=starts, n_best=n_best)
+    fit = _make_fit(sol, lN, lD, lL, method=method, delta=delta, excluded=prepared.excluded)
+    if outlier_threshold is None or not np.all(np.isfinite(sol.theta[3:])):
+        return fit, prepared
+    z = robust_z(fit.residuals(prepared.frame["N"], prepared.frame["D"], prepared.frame["loss"]),
+                 min_scale=DEFAULT_MIN_SCALE)
+    extreme = np.isfinite(z) & (np.abs(z) > outlier_threshold)
+    if not extreme.any():
+        return fit, prepared
+    reasons = [f"robust residual z={zi:+.1f} vs the parametric fit (|z| > {outlier_threshold:g})" for zi in z]
+    newly = _excluded_points(prepared.frame, extreme, reasons)
+    prepared = PreparedData(
+        frame=prepared.frame[~extreme], excluded=prepared.excluded + tuple(newly), source=prepared.source
+    )
+    _check_enough(prepared.frame, len(prepared.excluded))
+    lN, lD, lL = prepared.logs
+    # refit from the grid (and the first fit): dropping gross outliers can move the optimum far
+    starts2 = chinchilla_grid() if starts is None else starts
+    starts2 = np.vstack([sol.theta[None, :], starts2]) if method == "lbfgs" else starts
+    sol = _solve(lN, lD, lL, method=method, delta=delta, starts=starts2, n_best=n_best + 1)
+    fit = _make_fit(sol, lN, lD, lL, method=method, delta=delta, excluded=prepared.excluded)
+    return fit, prepared
