@@ -40,7 +40,6 @@ def dataset(seq_len: int):
         c = load_corpus("stdlib", tokenizer="byte")
         return c.dataset("train", seq_len), c.dataset("validation", seq_len), c.vocab_size, "stdlib byte corpus"
     except Exception:  # noqa: BLE001 - fall back to random tokens
-        from torch.utils.data import TensorDataset
 
         g = torch.Generator().manual_seed(0)
         x = torch.randint(0, 256, (20000, seq_len + 1), generator=g)

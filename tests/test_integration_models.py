@@ -7,7 +7,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import flops_fit as ff
@@ -20,7 +19,7 @@ TINY = {"batch_size": 4, "val_units": 512, "checkpoint_every_s": 3600, "progress
 def test_mock_sweep_every_architecture(tmp_path, arch):
     assert arch in list_models()
     res = ff.find_optimal(arch, compute_budgets=[1e15, 1e16, 1e17], num_model_sizes=5, mode="mock",
-                          output_dir=tmp_path, progress=False, size_max=4096, mock_law=ff.MockLaw(noise=0))
+                          output_dir=tmp_path, progress=False, n_bootstrap=20, size_max=4096, mock_law=ff.MockLaw(noise=0))
     plan = ff.SweepPlan.load(tmp_path / "sweep.json")
     assert plan.model_name == arch and plan.size_param in ("d_model", "hidden_size")
     sizes = [e.size_value for e in plan.runnable]
@@ -51,7 +50,7 @@ def test_real_sweep_gpt_on_stdlib(tmp_path):
         "gpt", model_kwargs={"n_layers": 1, "head_dim": 8, "max_seq_len": 32}, dataset="stdlib",
         data_options={"seq_len": 32, "max_bytes": 400_000, "cache_dir": str(tmp_path / "cache")},
         compute_budgets=[1e9, 3e9], num_model_sizes=3, span_decades=0.3, center_tokens_per_param=5,
-        size_min=8, size_max=64, train_config=TINY, output_dir=tmp_path / "out", progress=False,
+        size_min=8, size_max=64, train_config=TINY, output_dir=tmp_path / "out", progress=False, n_bootstrap=20,
     )
     recs = _assert_trained(res, math.log(260))
     assert all(r.units == "tokens" and r.details["device"] == "cpu" for r in recs)
@@ -69,7 +68,7 @@ def test_real_sweep_lstm_causal(tmp_path):
         "lstm", model_kwargs={"n_layers": 1}, dataset="stdlib",
         data_options={"seq_len": 32, "max_bytes": 400_000, "cache_dir": str(tmp_path / "cache")},
         compute_budgets=[1e9, 3e9], num_model_sizes=3, span_decades=0.3, center_tokens_per_param=5,
-        train_config=TINY, output_dir=tmp_path / "out", progress=False,
+        train_config=TINY, output_dir=tmp_path / "out", progress=False, n_bootstrap=20,
     )
     _assert_trained(res, math.log(260))
     assert res.plan.size_param == "hidden_size"
@@ -80,7 +79,7 @@ def test_real_sweep_gmm_infinite_data(tmp_path):
         "gmm", model_kwargs={"n_layers": 1, "head_dim": 8}, dataset="gmm",
         data_options={"points_per_set": 16}, compute_budgets=[1e8, 3e8], num_model_sizes=3,
         span_decades=0.3, center_tokens_per_param=5, size_min=8, size_max=64,
-        train_config=TINY, output_dir=tmp_path / "out", progress=False,
+        train_config=TINY, output_dir=tmp_path / "out", progress=False, n_bootstrap=20,
     )
     recs = res.records
     assert all(r.status == "completed" for r in recs), [r.error for r in recs]
@@ -108,7 +107,7 @@ def test_bert_wordpiece_masked_lm_on_text_folder(tmp_path):
         "bert", model_kwargs={"n_layers": 1, "head_dim": 8, "max_seq_len": 32}, dataset=str(folder),
         data_options={"tokenizer": "wordpiece", "vocab_size": 400, "seq_len": 32, "cache_dir": str(tmp_path / "c")},
         compute_budgets=[1e9, 3e9], num_model_sizes=3, span_decades=0.3, center_tokens_per_param=5,
-        size_min=8, size_max=64, train_config=TINY, output_dir=tmp_path / "out", progress=False,
+        size_min=8, size_max=64, train_config=TINY, output_dir=tmp_path / "out", progress=False, n_bootstrap=20,
     )
     _assert_trained(res, math.log(400))
     sweep = json.loads((tmp_path / "out" / "sweep.json").read_text())
@@ -121,7 +120,7 @@ def test_gpt_bpe_causal_lm_on_text_folder(tmp_path):
         "gpt", model_kwargs={"n_layers": 1, "head_dim": 8, "max_seq_len": 32}, dataset=str(folder),
         data_options={"tokenizer": "bpe", "vocab_size": 400, "seq_len": 32, "cache_dir": str(tmp_path / "c")},
         compute_budgets=[1e9, 3e9], num_model_sizes=3, span_decades=0.3, center_tokens_per_param=5,
-        size_min=8, size_max=64, train_config=TINY, output_dir=tmp_path / "out", progress=False,
+        size_min=8, size_max=64, train_config=TINY, output_dir=tmp_path / "out", progress=False, n_bootstrap=20,
     )
     _assert_trained(res, math.log(400))
 

@@ -67,6 +67,8 @@ def find_optimal(
     estimate_cost: bool = True,
     executor: Any = None,
     exclude_outliers: bool = True,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.90,
     progress: bool | None = None,
 ) -> Result | SweepPlan:
     """Plan an IsoFLOP sweep of `model_cls`, train it, and fit compute-optimal scaling laws.
@@ -79,7 +81,10 @@ def find_optimal(
 
     Returns the `SweepPlan` when `train=False` (or, in local mode, when no
     dataset/loss is given); otherwise a `Result`. Every argument is validated
-    before any training starts.
+    before any training starts. The analysis fits Approach 2 (IsoFLOP parabolas)
+    and Approach 3 (parametric L(N, D)); `n_bootstrap` seeded resamples (seed =
+    `seed`) give `confidence` percentile intervals; outliers are excluded unless
+    `exclude_outliers=False`.
     """
     # ---- validate at the door --------------------------------------------
     if mode not in MODES:
@@ -90,6 +95,10 @@ def find_optimal(
         raise TypeError(f"mock_law: expected a flops_fit.MockLaw, found {type(mock_law).__name__}")
     if mock_law is not None and mode != "mock":
         raise ValueError(f"mock_law: only used with mode='mock', found mode={mode!r}")
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap: expected a non-negative int (0 = no intervals), found {n_bootstrap!r}")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence: expected a number between 0 and 1 (e.g. 0.9), found {confidence!r}")
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output_dir: expected a directory, found a file at {out}")
@@ -205,7 +214,8 @@ def find_optimal(
 
     # ---- analyse ----------------------------------------------------------
     _, records = ResultsStore.read(out / RESULTS_FILE)
-    result = Result.from_records(records, plan, out, exclude_outliers=exclude_outliers)
+    result = Result.from_records(records, plan, out, exclude_outliers=exclude_outliers, n_bootstrap=n_bootstrap,
+                                 seed=seed, confidence=confidence)
     result.save()
     return result
 

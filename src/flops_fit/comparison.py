@@ -22,19 +22,19 @@ class Comparison:
         """Exponents and the compute-optimal allocation of each architecture at `target_compute`."""
         rows = []
         for name, res in self.results.items():
-            iso = res.analysis.isoflop
             p = res.predict(target_compute)
             row = {
                 "model": name,
-                "a (N_opt ∝ C^a)": iso.n_opt_fit.exponent_a,
-                "b (D_opt ∝ C^b)": iso.d_opt_fit.exponent_a,
+                "approach": p["approach"],
+                "a (N_opt ∝ C^a)": p["exponent_a"],
+                "b (D_opt ∝ C^b)": 1.0 - p["exponent_a"],
                 "N_opt": p["optimal_params"],
                 "D_opt": p["optimal_tokens"],
                 "tokens_per_param": p["tokens_per_param"],
                 "loss": p["expected_loss"],
             }
-            for key in ("optimal_params_ci", "expected_loss_ci"):
-                if key in p:
+            for key in ("exponent_a_ci", "optimal_params_ci", "expected_loss_ci"):
+                if p.get(key) is not None:
                     row[key] = p[key]
             rows.append(row)
         df = pd.DataFrame(rows).set_index("model")

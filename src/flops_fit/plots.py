@@ -79,6 +79,11 @@ def scaling_laws(analysis: "Analysis") -> Figure:
             y3 = {"N_opt (parameters)": n3, "D_opt (data units)": grid / (6 * n3),
                   "loss at optimum": par.predict_loss(n3, grid / (6 * n3))}[label]
             ax.plot(grid, y3, color="C3", lw=1.5, ls="--", label="Approach 3: parametric L(N, D)")
+            band = _approach3_band(analysis, grid, label)
+            if band is not None:
+                conf = round(100 * analysis.options.confidence)
+                ax.fill_between(grid, band[0], band[1], color="C3", alpha=0.15, lw=0,
+                                label=f"Approach 3 {conf}% bootstrap band")
         ax.set_xscale("log")
         if label != "loss at optimum":
             ax.set_yscale("log")
@@ -89,6 +94,23 @@ def scaling_laws(analysis: "Analysis") -> Figure:
     fig.suptitle("Compute-optimal scaling laws")
     fig.tight_layout()
     return fig
+
+
+def _approach3_band(analysis: "Analysis", grid: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pointwise percentile band of N_opt, D_opt or L_opt over the Approach 3 bootstrap refits."""
+    b = analysis.bootstrap
+    if b is None or len(b.samples) < 2:
+        return None
+    from flops_fit.analysis import PARAM_NAMES
+
+    col = {name: b.samples[:, i][:, None] for i, name in enumerate(PARAM_NAMES)}
+    n = col["G"] * (grid[None, :] / 6.0) ** col["a"]
+    d = grid[None, :] / (6.0 * n)
+    y = {"N_opt (parameters)": n, "D_opt (data units)": d,
+         "loss at optimum": col["E"] + col["A"] / n ** col["alpha"] + col["B"] / d ** col["beta"]}[label]
+    q = 50 * (1 - analysis.options.confidence)
+    lo, hi = np.nanpercentile(y, [q, 100 - q], axis=0)
+    return lo, hi
 
 
 def tokens_per_param(analysis: "Analysis") -> Figure:

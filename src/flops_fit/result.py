@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -9,7 +10,14 @@ from typing import Any, Sequence
 import pandas as pd
 
 from flops_fit import io
-from flops_fit.analysis import ANALYSIS_KIND, ANALYSIS_SCHEMA, Analysis, IsoFLOPAnalysis, analyze
+from flops_fit.analysis import (
+    ANALYSIS_KIND,
+    ANALYSIS_SCHEMA,
+    PARAM_NAMES,
+    Analysis,
+    analyze,
+    approach_estimates,
+)
 from flops_fit.planning import SweepPlan
 from flops_fit.training.store import ResultsStore, RunRecord, records_to_dataframe
 
@@ -17,6 +25,11 @@ SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.json"
 ANALYSIS_FILE = "analysis/scaling_laws.json"
 PLOTS_DIR = "plots"
+APPROACHES = ("approach_2", "approach_3")
+APPROACH_LABELS = {
+    "approach_2": "Approach 2 (IsoFLOP parabolas)",
+    "approach_3": "Approach 3 (parametric L(N, D) fit)",
+}
 
 
 def _check_compute(value: Any, name: str = "compute_budget") -> float:
@@ -58,14 +71,25 @@ class Result:
         output_dir: str | Path | None = None,
         *,
         exclude_outliers: bool = True,
+        n_bootstrap: int = 1000,
+        seed: int = 0,
+        confidence: float = 0.90,
         plan_fingerprint: str | None = None,
     ) -> "Result":
-        analysis = analyze(records_to_dataframe(records), exclude_outliers=exclude_outliers)
+        """Fit every approach (with `n_bootstrap` seeded resamples for the intervals) to finished runs."""
+        analysis = analyze(records_to_dataframe(records), exclude_outliers=exclude_outliers,
+                           n_bootstrap=n_bootstrap, seed=seed, confidence=confidence)
         return cls(analysis, records, plan, output_dir, plan_fingerprint)
 
     @classmethod
-    def load(cls, output_dir: str | Path, *, reanalyze: bool = False) -> "Result":
-        """Rebuild from sweep.json (optional), results.json and analysis/scaling_laws.json."""
+    def load(cls, output_dir: str | Path, *, reanalyze: bool = False, **options: Any) -> "Result":
+        """Rebuild from sweep.json (optional) and results.json.
+
+        The fits are recomputed with the options stored in analysis/scaling_laws.json
+        (seeded, so the numbers are the same); `reanalyze=True` ignores the stored
+        options, and keyword `options` (exclude_outliers, n_bootstrap, seed, confidence)
+        override them.
+        """
         out = Path(output_dir)
         if not out.is_dir():
             raise FileNotFoundError(f"output_dir: {out} is not a directory")
@@ -76,14 +100,18 @@ class Result:
                 f"{out / RESULTS_FILE}: field 'plan_fingerprint' is {fingerprint}, but {out / SWEEP_FILE} "
                 f"describes plan {plan.fingerprint()}; the two files come from different sweeps"
             )
-        result = cls.from_records(records, plan, out, plan_fingerprint=fingerprint)
+        allowed = {"exclude_outliers", "n_bootstrap", "seed", "confidence"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise TypeError(f"Result.load: unexpected option(s) {unknown}; expected some of {sorted(allowed)}")
+        stored: dict[str, Any] = {}
         path = out / ANALYSIS_FILE
         if path.exists() and not reanalyze:
             data = io.read_json(path)
             io.check_header(data, ANALYSIS_KIND, ANALYSIS_SCHEMA, str(path))
             if data.get("plan_fingerprint") == fingerprint:
-                result.analysis.isoflop = IsoFLOPAnalysis.from_dict(data, str(path))
-        return result
+                stored = {k: v for k, v in (data.get("analysis_options") or {}).items() if k in allowed}
+        return cls.from_records(records, plan, out, plan_fingerprint=fingerprint, **{**stored, **options})
 
     def save(self) -> Path:
         """Write analysis/scaling_laws.json (atomically)."""
@@ -96,14 +124,21 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         a = self.analysis
         flops_methods = sorted({r.flops_method for r in self.records})
+        opts = dataclasses.asdict(a.options)
+        opts.pop("n_jobs", None)
         return {
             "schema": ANALYSIS_SCHEMA,
             "kind": ANALYSIS_KIND,
             "plan_fingerprint": self.plan_fingerprint,
             "flops_accounting": flops_methods[0] if len(flops_methods) == 1 else flops_methods,
-            **a.isoflop.to_dict(),
-            "approach_3": a.parametric.to_dict() if a.parametric is not None else None,
+            "analysis_options": opts,
             "predict_with": self.predict_with,
+            **a.isoflop.to_dict(),
+            "approach_2_bootstrap": a.isoflop_bootstrap.to_dict() if a.isoflop_bootstrap is not None else None,
+            "approach_3": a.parametric.to_dict() if a.parametric is not None else None,
+            "approach_3_note": a.parametric_note,
+            "approach_3_bootstrap": a.bootstrap.to_dict() if a.bootstrap is not None else None,
+            "table": self.chinchilla_dataframe().to_dict(orient="records"),
             "outliers": [
                 {"experiment_id": r.experiment_id, "reason": r.outlier_reason}
                 for r in a.excluded.itertuples()
@@ -115,70 +150,151 @@ class Result:
     # ---- answers ----------------------------------------------------------
     @property
     def predict_with(self) -> str:
-        return "approach_2"
+        """"approach_3" (parametric L(N, D)) when it converged, else "approach_2" (IsoFLOP parabolas)."""
+        return self.analysis.predict_with
 
-    def predict(self, compute_budget: float) -> dict[str, float]:
-        """Compute-optimal N, D (with 6·N·D = C exactly), loss and tokens per parameter at C."""
+    def predict(self, compute_budget: float, approach: str | None = None) -> dict[str, Any]:
+        """Compute-optimal N, D (6·N·D = C exactly), loss and tokens per parameter at C.
+
+        Each value has a bootstrap percentile interval under the same key plus
+        "_ci" (None when the analysis ran without resamples). `approach`:
+        "approach_2" or "approach_3"; default `predict_with`.
+        """
         c = _check_compute(compute_budget)
-        return self.analysis.isoflop.predict(c)
+        approach = self.predict_with if approach is None else approach
+        if approach not in APPROACHES:
+            raise ValueError(f"approach: expected one of {APPROACHES}, found {approach!r}")
+        out = approach_estimates(self.analysis, approach, c)
+        out["approach"] = approach
+        return out
 
-    def chinchilla_dataframe(self, compute_budgets: Sequence[float] | None = None) -> pd.DataFrame:
-        """Budget, N_opt, D_opt, D/N and predicted loss; defaults to the sweep's budgets and 3 decades beyond."""
+    def chinchilla_dataframe(
+        self, compute_budgets: Sequence[float] | None = None, approach: str | None = None
+    ) -> pd.DataFrame:
+        """Budget, N_opt, D_opt, D/N and predicted loss (with intervals); defaults to the sweep's budgets
+        and 3 decades beyond."""
+        measured = sorted({o.compute_budget for o in self.analysis.isoflop.optima})
         if compute_budgets is None:
-            swept = sorted({o.compute_budget for o in self.analysis.isoflop.optima})
-            compute_budgets = swept + [swept[-1] * 10**k for k in (1, 2, 3)]
-            measured = set(swept)
+            compute_budgets = measured + [measured[-1] * 10**k for k in (1, 2, 3)]
         else:
             if isinstance(compute_budgets, (int, float)):
                 compute_budgets = [compute_budgets]
             compute_budgets = [_check_compute(c, f"compute_budgets[{i}]") for i, c in enumerate(compute_budgets)]
-            measured = {o.compute_budget for o in self.analysis.isoflop.optima}
         rows = []
         lo, hi = min(measured), max(measured)
         for c in compute_budgets:
-            p = self.predict(c)
+            p = self.predict(c, approach)
+            ci = {k: p.get(k) or (math.nan, math.nan) for k in
+                  ("optimal_params_ci", "optimal_tokens_ci", "tokens_per_param_ci", "expected_loss_ci")}
             rows.append(
                 {
                     "compute_budget": c,
                     "N_opt": p["optimal_params"],
+                    "N_opt_lo": ci["optimal_params_ci"][0],
+                    "N_opt_hi": ci["optimal_params_ci"][1],
                     "D_opt": p["optimal_tokens"],
+                    "D_opt_lo": ci["optimal_tokens_ci"][0],
+                    "D_opt_hi": ci["optimal_tokens_ci"][1],
                     "tokens_per_param": p["tokens_per_param"],
                     "loss": p["expected_loss"],
+                    "loss_lo": ci["expected_loss_ci"][0],
+                    "loss_hi": ci["expected_loss_ci"][1],
                     "extrapolated": not (lo <= c <= hi),
+                    "approach": p["approach"],
                 }
             )
         return pd.DataFrame(rows)
 
-    def chinchilla_table(self, compute_budgets: Sequence[float] | None = None) -> str:
-        """The Chinchilla-style table as markdown."""
-        df = self.chinchilla_dataframe(compute_budgets)
+    def chinchilla_table(self, compute_budgets: Sequence[float] | None = None, approach: str | None = None) -> str:
+        """The Chinchilla-style table as markdown, with bootstrap intervals in brackets."""
+        df = self.chinchilla_dataframe(compute_budgets, approach)
+        conf = round(100 * self.analysis.options.confidence)
         header = "| compute (FLOPs) | N_opt (params) | D_opt (tokens) | D/N | predicted loss | |"
         lines = [header, "|---:|---:|---:|---:|---:|:--|"]
         for r in df.itertuples():
             lines.append(
-                f"| {r.compute_budget:.2e} | {_human(r.N_opt)} | {_human(r.D_opt)} | "
-                f"{r.tokens_per_param:.1f} | {r.loss:.4f} | {'extrapolated' if r.extrapolated else ''} |"
+                f"| {r.compute_budget:.2e} | {_human(r.N_opt)}{_range(r.N_opt_lo, r.N_opt_hi)} | "
+                f"{_human(r.D_opt)}{_range(r.D_opt_lo, r.D_opt_hi)} | {r.tokens_per_param:.3g} | "
+                f"{r.loss:.4f}{_range(r.loss_lo, r.loss_hi, loss=True)} | "
+                f"{'extrapolated' if r.extrapolated else ''} |"
             )
-        lines.append(f"\nPredictions by {self.predict_with.replace('_', ' ')}; 6·N·D = C in every row.")
+        used = df["approach"].iloc[0] if len(df) else self.predict_with
+        note = f"\nPredictions by {APPROACH_LABELS[used]}; 6·N·D = C in every row."
+        if df["N_opt_lo"].notna().any():
+            note += f" Brackets: {conf}% bootstrap intervals ({self.analysis.options.n_bootstrap} resamples)."
+        lines.append(note)
         return "\n".join(lines)
 
     def to_dataframe(self) -> pd.DataFrame:
         """Every run with its outlier flag and reason."""
         return self.analysis.table.copy()
 
+    def approaches_dataframe(self, compute_budgets: Sequence[float] | None = None) -> pd.DataFrame:
+        """Approach 2 and Approach 3 side by side: exponent a and N_opt, D_opt at each budget."""
+        measured = sorted({o.compute_budget for o in self.analysis.isoflop.optima})
+        budgets = list(compute_budgets) if compute_budgets is not None else [measured[0], measured[-1],
+                                                                              measured[-1] * 1000]
+        approaches = ["approach_2"] + (["approach_3"] if self.analysis.parametric is not None else [])
+        rows = []
+        for c in budgets:
+            for ap in approaches:
+                p = self.predict(c, ap)
+                rows.append({"compute_budget": float(c), "approach": ap, "a": p["exponent_a"],
+                             "a_ci": p.get("exponent_a_ci"), "N_opt": p["optimal_params"],
+                             "N_opt_ci": p.get("optimal_params_ci"), "D_opt": p["optimal_tokens"],
+                             "D_opt_ci": p.get("optimal_tokens_ci"), "loss": p["expected_loss"]})
+        return pd.DataFrame(rows)
+
     def summary(self) -> str:
-        a = self.analysis.isoflop
+        """Both approaches, which one predicts, outliers and warnings: the report to read first."""
+        an = self.analysis
+        a = an.isoflop
+        conf = round(100 * an.options.confidence)
+        a2 = self.predict(1.0, "approach_2")
         lines = [
-            f"Approach 2 (IsoFLOP parabolas, {len(a.optima)} budgets): N_opt ∝ C^{a.n_opt_fit.exponent_a:.3f} "
+            f"Approach 2 (IsoFLOP parabolas, {len(a.optima)} budgets): N_opt ∝ C^{a.n_opt_fit.exponent_a:.3f}"
+            f"{_range(*(a2.get('exponent_a_ci') or (math.nan, math.nan)), digits=3)} "
             f"(R²={a.n_opt_fit.r_squared:.3f}), D_opt ∝ C^{a.d_opt_fit.exponent_a:.3f}, "
-            f"tokens/param ≈ {a.optimal_ratio:.1f}",
+            f"tokens/param at the swept optima ≈ {a.optimal_ratio:.3g}",
         ]
-        lines += [f"warning: {w}" for w in self.analysis.warnings]
+        fit = an.parametric
+        if fit is not None:
+            b = an.bootstrap
+            ci = {n: b.interval(n, an.options.confidence) for n in PARAM_NAMES} if b is not None else {}
+
+            def v(name: str, fmt: str) -> str:
+                lo, hi = ci.get(name, (math.nan, math.nan))
+                x = getattr(fit, name)
+                return f"{x:{fmt}}" + (f" [{lo:{fmt}}, {hi:{fmt}}]" if math.isfinite(lo) else "")
+
+            lines.append(
+                f"Approach 3 (parametric L = E + A/N^α + B/D^β, {fit.n_points} runs"
+                f"{', NOT converged' if not fit.converged else ''}): E={v('E', '.4g')}, A={v('A', '.4g')}, "
+                f"B={v('B', '.4g')}, α={v('alpha', '.3f')}, β={v('beta', '.3f')}; N_opt ∝ C^{v('a', '.3f')}"
+            )
+        elif an.parametric_note:
+            lines.append(an.parametric_note)
+        if an.bootstrap is not None or an.isoflop_bootstrap is not None:
+            lines.append(f"[brackets: {conf}% bootstrap intervals, {an.options.n_bootstrap} resamples, "
+                         f"seed {an.options.seed}]")
+        df = self.approaches_dataframe()
+        lines.append("N_opt / D_opt by approach:")
+        for c, g in df.groupby("compute_budget", sort=True):
+            cells = [f"{APPROACH_LABELS[r.approach].split(' (')[0]}: N={_human(r.N_opt)}, D={_human(r.D_opt)}"
+                     for r in g.itertuples()]
+            lines.append(f"  C={c:.2e}: " + "; ".join(cells))
+        lines.append(f"predict() uses {APPROACH_LABELS[self.predict_with]}.")
+        if len(an.excluded):
+            lines.append(f"{len(an.excluded)} outlier run(s) excluded:" if an.options.exclude_outliers
+                         else f"{len(an.excluded)} outlier run(s) flagged (kept):")
+            lines += [f"  {r.experiment_id}: {r.outlier_reason}" for r in an.excluded.itertuples()]
+        lines += [f"warning: {w}" for w in an.warnings]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        a = self.analysis.isoflop
-        return f"Result(runs={len(self.records)}, budgets={len(a.optima)}, a={a.n_opt_fit.exponent_a:.3f})"
+        p = self.predict(1.0)
+        return (f"Result(runs={len(self.records)}, budgets={len(self.analysis.isoflop.optima)}, "
+                f"a={p['exponent_a']:.3f}, predict_with={self.predict_with!r})")
 
     # ---- figures ----------------------------------------------------------
     def plot(self, show: bool = False, save: bool = True) -> list:
@@ -202,6 +318,16 @@ class Result:
         if show:
             plt.show()
         return list(figs.values())
+
+
+def _range(lo: float, hi: float, *, loss: bool = False, digits: int | None = None) -> str:
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return ""
+    if digits is not None:
+        return f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    if loss:
+        return f" [{lo:.4f}, {hi:.4f}]"
+    return f" [{_human(lo)}, {_human(hi)}]"
 
 
 def _human(x: float) -> str:

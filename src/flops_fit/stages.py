@@ -712,7 +712,14 @@ def train_stage(
 # analyze, visualize
 
 
-def analyze_stage(output_dir: str | Path, *, exclude_outliers: bool = True) -> Result:
+def analyze_stage(
+    output_dir: str | Path,
+    *,
+    exclude_outliers: bool = True,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.90,
+) -> Result:
     """Fit the scaling laws to ``output_dir/results.json`` and write analysis/scaling_laws.json.
 
     Per-experiment record files are merged first unless a driver is training
@@ -742,7 +749,8 @@ def analyze_stage(output_dir: str | Path, *, exclude_outliers: bool = True) -> R
         )
     if not any(r.ok for r in records):
         raise ValueError(f"{out / RESULTS_FILE}: field 'records': no completed run to analyse ({len(records)} records)")
-    result = Result.from_records(records, plan, out, exclude_outliers=exclude_outliers, plan_fingerprint=fingerprint)
+    result = Result.from_records(records, plan, out, exclude_outliers=exclude_outliers, n_bootstrap=n_bootstrap,
+                                 seed=seed, confidence=confidence, plan_fingerprint=fingerprint)
     result.save()
     return result
 

@@ -11,7 +11,7 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
 # small mock sweep: 3 budgets x 5 sizes (the preset itself is 5 x 7)
-MOCK_SMALL = ["preset=mock_demo", "compute.num_budgets=3", "planning.num_model_sizes=5"]
+MOCK_SMALL = ["preset=mock_demo", "compute.num_budgets=3", "planning.num_model_sizes=5", "analysis.n_bootstrap=20"]
 
 
 def ff(command: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -51,6 +51,10 @@ def test_stages_one_by_one_with_a_job_array_task(tmp_path):
     fits = json.loads((out / "analysis" / "scaling_laws.json").read_text())
     assert fits["kind"] == "flops-fit/scaling-laws"
     assert fits["n_opt_fit"]["exponent_a"] == pytest.approx(MockLaw().a, abs=0.05)
+    # analysis.* overrides reach the analysis, and the report says which approach predicts
+    assert fits["analysis_options"]["n_bootstrap"] == 20
+    assert fits["predict_with"] == "approach_3" and fits["approach_3"]["a"] == pytest.approx(MockLaw().a, abs=0.03)
+    assert fits["approach_3_bootstrap"]["n_resamples"] == 20
 
     proc = _ok(ff("visualize", *args, cwd=tmp_path))
     for name in PLOTS:

@@ -28,7 +28,7 @@ def mock_sweep(out: Path, executor: Any = None, seed: int = 3) -> dict[str, floa
     """find_optimal in mock mode; returns {experiment_id: final_loss} read back from results.json."""
     ff.find_optimal(
         ToyModel, "d_model", compute_budgets=MOCK_BUDGETS, num_model_sizes=3, mode="mock", seed=seed,
-        output_dir=out, progress=False, executor=executor,
+        output_dir=out, progress=False, executor=executor, n_bootstrap=20,
     )
     _, records = ResultsStore.read(out / "results.json")
     return {r.experiment_id: r.final_loss for r in records}

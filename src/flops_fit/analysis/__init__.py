@@ -3,16 +3,44 @@ bootstrap intervals and outlier flags. Pure computation: no files, no config."""
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from flops_fit.analysis.isoflop import BudgetOptimum, IsoFLOPAnalysis, LossLaw, PowerLaw, fit_isoflop
+from flops_fit.analysis.bootstrap import TARGET_NAMES, BootstrapResult, bootstrap_indices, bootstrap_parametric
+from flops_fit.analysis.data_io import load_chinchilla, load_fit_data
+from flops_fit.analysis.isoflop import (
+    BudgetOptimum,
+    IsoFLOPAnalysis,
+    IsoFLOPBootstrap,
+    LossLaw,
+    PowerLaw,
+    bootstrap_isoflop,
+    fit_isoflop,
+)
+from flops_fit.analysis.outliers import DEFAULT_Z_THRESHOLD, flag_outliers
+from flops_fit.analysis.parametric import PARAM_NAMES, ExcludedPoint, ParametricFit, fit_parametric
 
 ANALYSIS_SCHEMA = 1
 ANALYSIS_KIND = "flops-fit/scaling-laws"
+CI_KEYS = ("optimal_params_ci", "optimal_tokens_ci", "expected_loss_ci", "tokens_per_param_ci", "exponent_a_ci")
+MIN_POINTS_APPROACH_3 = 8  # 5 free parameters: fewer points cannot pin the surface down
+
+
+@dataclass
+class AnalysisOptions:
+    """How a sweep was analysed (stored, so a reload reproduces the same numbers)."""
+
+    exclude_outliers: bool = True
+    n_bootstrap: int = 1000
+    seed: int = 0
+    confidence: float = 0.90
+    outlier_threshold: float = DEFAULT_Z_THRESHOLD
+    n_jobs: int = -1
 
 
 @dataclass
@@ -21,45 +49,176 @@ class Analysis:
 
     isoflop: IsoFLOPAnalysis
     table: pd.DataFrame  # the runs, with outlier / outlier_reason columns
-    parametric: Any = None  # ParametricFit (Approach 3) when available
+    options: AnalysisOptions = field(default_factory=AnalysisOptions)
+    parametric: ParametricFit | None = None  # Approach 3, when enough points
+    parametric_note: str = ""
+    bootstrap: BootstrapResult | None = None  # Approach 3 resamples
+    isoflop_bootstrap: IsoFLOPBootstrap | None = None  # Approach 2 resamples
     warnings: list[str] = field(default_factory=list)
 
     @property
     def excluded(self) -> pd.DataFrame:
         return self.table[self.table["outlier"]]
 
+    @property
+    def predict_with(self) -> str:
+        """Approach 3 when it converged (unbiased by sweep centring), else Approach 2."""
+        return "approach_3" if self.parametric is not None and self.parametric.converged else "approach_2"
+
 
 def flag_basic_outliers(df: pd.DataFrame) -> pd.DataFrame:
-    """Runs that cannot enter a fit: failed, diverged, non-finite, or worse than their initial loss."""
-    out = df.copy()
-    reasons: list[str] = []
-    for _, r in out.iterrows():
-        if r.get("status", "completed") != "completed":
-            reasons.append(f"status {r['status']}" + (f": {r['error']}" if r.get("error") else ""))
-        elif not np.isfinite(r["loss"]):
-            reasons.append("non-finite loss")
-        elif np.isfinite(r.get("initial_loss", np.nan)) and r["loss"] >= r["initial_loss"]:
-            reasons.append(f"final loss {r['loss']:.4g} not below initial loss {r['initial_loss']:.4g}")
-        else:
-            reasons.append("")
-    out["outlier_reason"] = reasons
-    out["outlier"] = out["outlier_reason"] != ""
+    """Runs that cannot enter any fit: failed, diverged, non-finite, or not below their initial loss."""
+    return flag_outliers(df, loss_col="loss", status_col="status", initial_loss_col="initial_loss")
+
+
+def _percentile_ci(samples: np.ndarray, confidence: float) -> tuple[float, float] | None:
+    s = np.asarray(samples, float)
+    s = s[np.isfinite(s)]
+    if s.size < 2:
+        return None
+    lo, hi = np.percentile(s, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return float(lo), float(hi)
+
+
+def analyze(
+    df: pd.DataFrame,
+    *,
+    exclude_outliers: bool = True,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.90,
+    outlier_threshold: float = DEFAULT_Z_THRESHOLD,
+    n_jobs: int = -1,
+) -> Analysis:
+    """Fit every approach to a runs table (columns compute_budget, N, D, loss[, status, initial_loss])."""
+    if not isinstance(n_bootstrap, int) or n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap: expected a non-negative integer, found {n_bootstrap!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence: expected a number in (0, 1), found {confidence!r}")
+    opts = AnalysisOptions(exclude_outliers, n_bootstrap, seed, confidence, outlier_threshold, n_jobs)
+    table = flag_basic_outliers(df.reset_index(drop=True))
+    notes: list[str] = []
+
+    # ---- Approach 3: the whole loss surface --------------------------------
+    fit, boot, note = None, None, ""
+    usable = table[~table["outlier"]]
+    if len(usable) >= MIN_POINTS_APPROACH_3:
+        frame = table[["N", "D", "loss", "status", "initial_loss", "compute_budget"]].rename(
+            columns={"compute_budget": "budget"})
+        try:
+            # failed runs have no loss to keep: exclude_outliers=False keeps every finished run
+            fit = fit_parametric(frame, exclude_outliers=exclude_outliers, outlier_threshold=outlier_threshold,
+                                 exclude=None if exclude_outliers else ~np.isfinite(frame["loss"].to_numpy(float)))
+        except (ValueError, RuntimeError) as exc:
+            note = f"Approach 3 not fitted: {exc}"
+        if fit is not None:
+            if exclude_outliers:
+                for p in fit.excluded:  # residual outliers leave Approach 2 too
+                    if not table.at[p.index, "outlier"]:
+                        table.at[p.index, "outlier"] = True
+                        table.at[p.index, "outlier_reason"] = p.reason
+            if not fit.converged:
+                note = f"Approach 3 did not converge ({fit.message}); predictions use Approach 2"
+            if n_bootstrap:
+                kept = frame.loc[~table["outlier"]] if exclude_outliers else frame[np.isfinite(frame["loss"])]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    boot = bootstrap_parametric(kept, n_resamples=n_bootstrap, seed=seed, confidence=confidence,
+                                                n_jobs=n_jobs, fit=fit, exclude_outliers=False)
+    else:
+        note = (f"Approach 3 not fitted: {len(usable)} usable runs, at least {MIN_POINTS_APPROACH_3} needed "
+                "for 5 parameters")
+    if note:
+        notes.append(note)
+
+    # ---- Approach 2: IsoFLOP parabolas --------------------------------------
+    used = table[~table["outlier"]] if exclude_outliers else table[np.isfinite(table["loss"])]
+    iso = fit_isoflop(used)
+    notes += iso.warnings
+    iso_boot = bootstrap_isoflop(used, n_bootstrap, seed) if n_bootstrap else None
+    n_out = int(table["outlier"].sum())
+    if n_out:
+        notes.append(f"{n_out} run(s) flagged as outliers and {'excluded from' if exclude_outliers else 'kept in'} "
+                     "the fits (see the outliers list)")
+    analysis = Analysis(iso, table, opts, fit, note, boot, iso_boot, notes)
+    notes += agreement_warnings(analysis)
+    return analysis
+
+
+def approach_estimates(analysis: Analysis, approach: str, compute: float) -> dict[str, Any]:
+    """N_opt, D_opt, loss, tokens/param at `compute` by one approach, with bootstrap intervals."""
+    conf = analysis.options.confidence
+    if approach == "approach_3":
+        fit = analysis.parametric
+        if fit is None:
+            raise ValueError("approach: Approach 3 was not fitted for this sweep (" + analysis.parametric_note + ")")
+        n, d = fit.optimal_allocation(compute)
+        n, d = float(n), float(d)
+        out: dict[str, Any] = {"optimal_params": n, "optimal_tokens": d,
+                               "expected_loss": float(fit.predict_loss(n, d)), "exponent_a": fit.a}
+        b = analysis.bootstrap
+        if b is not None and len(b.samples):
+            s = b.samples  # columns PARAM_NAMES
+            col = {name: s[:, i] for i, name in enumerate(PARAM_NAMES)}
+            n_s = col["G"] * (compute / 6.0) ** col["a"]
+            d_s = compute / (6.0 * n_s)
+            l_s = col["E"] + col["A"] / n_s ** col["alpha"] + col["B"] / d_s ** col["beta"]
+            out.update(_cis(n_s, d_s, l_s, col["a"], conf))
+    else:
+        iso = analysis.isoflop
+        p = iso.predict(compute)
+        out = {"optimal_params": p["optimal_params"], "optimal_tokens": p["optimal_tokens"],
+               "expected_loss": p["expected_loss"], "exponent_a": iso.n_opt_fit.exponent_a}
+        b2 = analysis.isoflop_bootstrap
+        if b2 is not None:
+            n_s = b2.n_opt_samples(compute)
+            out.update(_cis(n_s, compute / (6.0 * n_s), b2.loss_samples(compute), b2.n_exponent, conf))
+    out["tokens_per_param"] = out["optimal_tokens"] / out["optimal_params"]
+    for key in CI_KEYS:  # None: the analysis ran without resamples
+        out.setdefault(key, None)
     return out
 
 
-def analyze(df: pd.DataFrame, *, exclude_outliers: bool = True) -> Analysis:
-    """Fit every approach to a runs table (columns compute_budget, N, D, loss[, status, initial_loss])."""
-    table = flag_basic_outliers(df)
-    usable = table[~table["outlier"]] if exclude_outliers else table[np.isfinite(table["loss"])]
-    iso = fit_isoflop(usable)
-    notes = list(iso.warnings)
-    n_out = int(table["outlier"].sum())
-    if n_out:
-        notes.append(f"{n_out} run(s) flagged as outliers and {'excluded' if exclude_outliers else 'kept'}")
-    return Analysis(isoflop=iso, table=table, warnings=notes)
+def _cis(n_s: np.ndarray, d_s: np.ndarray, l_s: np.ndarray, a_s: np.ndarray, conf: float) -> dict[str, Any]:
+    return {
+        "optimal_params_ci": _percentile_ci(n_s, conf),
+        "optimal_tokens_ci": _percentile_ci(d_s, conf),
+        "expected_loss_ci": _percentile_ci(l_s, conf),
+        "tokens_per_param_ci": _percentile_ci(d_s / n_s, conf),
+        "exponent_a_ci": _percentile_ci(a_s, conf),
+    }
+
+
+def agreement_warnings(analysis: Analysis, tolerance: float = 0.01) -> list[str]:
+    """Say when Approach 2 and 3 disagree: by more than their intervals (or, without intervals,
+    by more than 0.02 in a), and also when their exponents differ by more than `tolerance`."""
+    if analysis.parametric is None or not analysis.parametric.converged:
+        return []
+    e2 = approach_estimates(analysis, "approach_2", 1.0)
+    e3 = approach_estimates(analysis, "approach_3", 1.0)
+    a2, a3 = e2["exponent_a"], e3["exponent_a"]
+    i2, i3 = e2.get("exponent_a_ci"), e3.get("exponent_a_ci")
+    disjoint = (i2[1] < i3[0] or i3[1] < i2[0]) if i2 and i3 else abs(a2 - a3) > 0.02
+    why = ("parabola vertices are biased when a sweep is off-centre or wide, or when alpha != beta; "
+           "predictions use Approach 3")
+    if disjoint:
+        return [
+            f"Approach 2 and Approach 3 disagree on the N_opt exponent a: {a2:.3f} vs {a3:.3f}"
+            + (f" (intervals {i2[0]:.3f}-{i2[1]:.3f} and {i3[0]:.3f}-{i3[1]:.3f} do not overlap)" if i2 and i3 else "")
+            + "; " + why
+        ]
+    if abs(a2 - a3) > tolerance:
+        return [
+            f"Approach 2 and Approach 3 differ on the N_opt exponent a: {a2:.3f} vs {a3:.3f}, within their "
+            f"intervals" + (f" ({i2[0]:.3f}-{i2[1]:.3f} and {i3[0]:.3f}-{i3[1]:.3f})" if i2 and i3 else "")
+            + "; " + why
+        ]
+    return []
 
 
 __all__ = [
-    "ANALYSIS_KIND", "ANALYSIS_SCHEMA", "Analysis", "BudgetOptimum", "IsoFLOPAnalysis", "LossLaw",
-    "PowerLaw", "analyze", "fit_isoflop", "flag_basic_outliers",
+    "ANALYSIS_KIND", "ANALYSIS_SCHEMA", "Analysis", "AnalysisOptions", "BootstrapResult", "BudgetOptimum",
+    "ExcludedPoint", "IsoFLOPAnalysis", "IsoFLOPBootstrap", "LossLaw", "PARAM_NAMES", "ParametricFit",
+    "PowerLaw", "TARGET_NAMES", "analyze", "approach_estimates", "bootstrap_indices", "bootstrap_parametric",
+    "fit_isoflop", "fit_parametric", "flag_basic_outliers", "flag_outliers", "load_chinchilla", "load_fit_data",
 ]

@@ -268,3 +268,54 @@ def fit_isoflop(df: pd.DataFrame) -> IsoFLOPAnalysis:
             "sampled sizes and bias the exponent"
         )
     return IsoFLOPAnalysis(optima=optima, n_opt_fit=n_fit, d_opt_fit=d_fit, l_opt_fit=l_fit, warnings=notes)
+
+
+@dataclass
+class IsoFLOPBootstrap:
+    """Approach 2 refitted on resampled experiments: samples of (ln k, a) and of the loss law."""
+
+    n_log_k: np.ndarray  # ln k of N_opt = k·C^a, one per successful resample
+    n_exponent: np.ndarray  # a
+    loss_params: np.ndarray  # (n, 3): l_inf, k, gamma of L_opt = l_inf + k·C^-gamma
+    n_resamples: int
+    n_failed: int
+    seed: int
+
+    def n_opt_samples(self, compute: float) -> np.ndarray:
+        return np.exp(self.n_log_k + self.n_exponent * math.log(compute))
+
+    def loss_samples(self, compute: float) -> np.ndarray:
+        lp = self.loss_params
+        return lp[:, 0] + lp[:, 1] * compute ** (-lp[:, 2])
+
+    def to_dict(self) -> dict:
+        return {"n_resamples": self.n_resamples, "n_failed": self.n_failed, "seed": self.seed}
+
+
+def bootstrap_isoflop(df: pd.DataFrame, n_resamples: int, seed: int = 0) -> IsoFLOPBootstrap | None:
+    """Resample experiments with replacement within each budget, refit Approach 2 each time."""
+    from flops_fit.analysis.bootstrap import bootstrap_indices
+
+    if n_resamples <= 0:
+        return None
+    budget = df["compute_budget"].to_numpy(float)
+    n_all, l_all = df["N"].to_numpy(float), df["loss"].to_numpy(float)
+    c = np.unique(budget)
+    members = [np.flatnonzero(budget == b) for b in c]
+    logk, a, lp, failed = [], [], [], 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for idx in bootstrap_indices(budget, n_resamples, seed):  # stratified: idx[m] stays in budget m
+            try:
+                optima = [fit_budget(float(b), n_all[idx[m]], l_all[idx[m]]) for b, m in zip(c, members)]
+                nf = fit_power_law(c, np.array([o.n_opt for o in optima]))
+                lf = fit_loss_law(c, np.array([o.loss_opt for o in optima]))
+            except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+                failed += 1
+                continue
+            logk.append(math.log(nf.coefficient_k))
+            a.append(nf.exponent_a)
+            lp.append((lf.l_inf, lf.coefficient_k, lf.exponent_a))
+    if not a:
+        return None
+    return IsoFLOPBootstrap(np.array(logk), np.array(a), np.array(lp), n_resamples, failed, seed)

@@ -36,7 +36,7 @@ PLANNING_KEYS = {
 }
 EXECUTOR_KEYS = {"name", "options"}
 MOCK_LAW_KEYS = {f.name for f in dataclasses.fields(MockLaw)}
-ANALYSIS_KEYS = {"exclude_outliers"}
+ANALYSIS_KEYS = {"exclude_outliers", "n_bootstrap", "seed", "confidence"}
 
 
 def _unknown(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -238,7 +238,20 @@ class Study:
         )
 
     def analyze(self) -> Result:
-        return stages.analyze_stage(self.output_dir, exclude_outliers=bool(self.config["analysis"]["exclude_outliers"]))
+        a = self.config["analysis"]
+        return stages.analyze_stage(
+            self.output_dir,
+            exclude_outliers=bool(a["exclude_outliers"]),
+            n_bootstrap=_as_int(a.get("n_bootstrap", 1000), "analysis.n_bootstrap"),
+            seed=_as_int(a.get("seed", 0), "analysis.seed"),
+            confidence=float(a.get("confidence", 0.90)),
+        )
 
     def visualize(self) -> list[Path]:
         return stages.visualize_stage(self.output_dir)
+
+
+def _as_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"config: {where} must be an integer, found {value!r}")
+    return value

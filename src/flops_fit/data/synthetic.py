@@ -94,7 +94,7 @@ class GaussianMixtureSets(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if isinstance(index, bool):
-            raise TypeError(f"GaussianMixtureSets: index must be an int, got bool")
+            raise TypeError("GaussianMixtureSets: index must be an int, got bool")
         try:
             index = operator.index(index)
         except TypeError:
@@ -147,7 +147,7 @@ class SyntheticImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(index, bool):
-            raise TypeError(f"SyntheticImages: index must be an int, got bool")
+            raise TypeError("SyntheticImages: index must be an int, got bool")
         try:
             index = operator.index(index)
         except TypeError:

@@ -28,7 +28,7 @@ from flops_fit.models.registry import (
     unregister_model,
     validate_config,
 )
-from flops_fit.models import builtin as _builtin  # noqa: E402  (registers the built-ins)
+from flops_fit.models import builtin as _builtin  # noqa: E402, F401  (registers the built-ins)
 
 __all__ = [
     "GPT",

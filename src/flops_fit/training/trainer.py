@@ -19,7 +19,6 @@ Token budget
 from __future__ import annotations
 
 import math
-import os
 import random
 import resource
 import sys
