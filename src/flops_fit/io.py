@@ -6,40 +6,64 @@ new one, never half of either.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
-def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to a temp file in the same directory, fsync, then rename over `path`."""
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file beside `path`; on success fsync it and rename it over `path`, else delete it.
+
+    The file gets the permissions a plain ``open`` would (umask), not mkstemp's 0600,
+    so results on shared storage stay readable by the rest of a team.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode: expected 'w' or 'wb', found {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_finite(data), indent=1, sort_keys=False, allow_nan=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, mode) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
-    try:  # make the rename itself durable
+    with contextlib.suppress(OSError):  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-    except OSError:
-        pass
+
+
+def atomic_write_bytes(path: str | os.PathLike, content: bytes) -> None:
+    """Replace `path` with `content` atomically."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(content)
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    """Replace `path` with JSON (NaN/inf stored as null) atomically."""
+    text = json.dumps(_finite(data), indent=1, sort_keys=False, allow_nan=False)
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _finite(obj: Any) -> Any:

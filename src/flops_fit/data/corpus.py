@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from flops_fit.data._files import atomic_path, atomic_write
+from flops_fit.data._files import atomic_open, atomic_write
 from flops_fit.data.collators import LM_OBJECTIVES, CausalLMCollator, MaskedLMCollator
 from flops_fit.data.tokenizers import (
     TOKENIZER_KINDS,
@@ -443,15 +443,13 @@ def tokenize_to_cache(text: TextCorpus, tokenizer: Tokenizer, cache_dir: Path) -
 
     sep_arr = np.array([] if sep is None else [sep], dtype=np.int64)
     n_tokens = 0
-    with atomic_path(bin_path) as tmp, open(tmp, "wb") as fh:
+    with atomic_open(bin_path, "wb") as fh:
         batch = 256
         for i in range(0, len(text.texts), batch):
             for ids in tokenizer.encode_arrays(text.texts[i : i + batch]):
                 arr = np.concatenate([ids, sep_arr]).astype(dtype)
                 arr.tofile(fh)
                 n_tokens += len(arr)
-        fh.flush()
-        os.fsync(fh.fileno())
     meta = {
         "schema": _CACHE_SCHEMA,
         "key": key,

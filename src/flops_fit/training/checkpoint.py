@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -54,19 +53,8 @@ def save_state(ckpt_dir: Path, state: dict[str, Any]) -> Path:
     """Atomically write the in-progress state (temp file in the same directory, then rename)."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = ckpt_dir / STATE_FILE
-    fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=ckpt_dir)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with io.atomic_open(path, "wb") as fh:
+        torch.save(state, fh)
     return path
 
 
