@@ -111,6 +111,7 @@ def test_outliers_are_flagged_listed_and_excluded(tmp_path, toy_model):
     assert "residual" in reasons[records[10].experiment_id]
     assert set(p["experiment_id"] for p in cleaned.to_dict()["outliers"]) == bad
     assert "2 outlier run(s) excluded" in cleaned.summary()
+    assert f"2 outlier run(s) excluded from the fits: {records[3].experiment_id} (" in cleaned.chinchilla_table()
     a_clean = cleaned.analysis.parametric.a
 
     kept = ff.Result.from_records(records, res.plan, n_bootstrap=0, exclude_outliers=False)

@@ -222,6 +222,11 @@ class Result:
         note = f"\nPredictions by {APPROACH_LABELS[used]}; 6·N·D = C in every row."
         if df["N_opt_lo"].notna().any():
             note += f" Brackets: {conf}% bootstrap intervals ({self.analysis.options.n_bootstrap} resamples)."
+        out = self.analysis.excluded
+        if len(out):
+            verb = "excluded from" if self.analysis.options.exclude_outliers else "flagged but kept in"
+            lines.append(f"{len(out)} outlier run(s) {verb} the fits: "
+                         + ", ".join(f"{r.experiment_id} ({r.outlier_reason})" for r in out.itertuples()))
         lines.append(note)
         return "\n".join(lines)
 
