@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from flops_fit.training.datautil import DataSource, call_model, to_device, units_per_item
+from flops_fit.training.local import DEFAULT_VAL_SAMPLES, infer_data_info
 from flops_fit.training.trainer import (
     TrainConfig,
     compute_loss,
@@ -27,9 +28,6 @@ from flops_fit.training.trainer import (
     resolve_device,
     resolve_dtype,
 )
-
-DEFAULT_VAL_SAMPLES = 256
-
 
 def _seconds_per_unit(model: torch.nn.Module, batch: Any, units: float, loss_fn: Callable[..., Any],
                       cfg: TrainConfig, device: torch.device, probe_steps: int) -> float:
@@ -79,8 +77,6 @@ def estimate_cost(
     "seconds_per_unit": {str(N): s}, "probe_steps", "method"}; JSON-able,
     for sweep.json.
     """
-    from flops_fit.training.local import infer_data_info
-
     if isinstance(probe_steps, bool) or not isinstance(probe_steps, int) or probe_steps < 1:
         raise ValueError(f"probe_steps: expected a positive integer, found {probe_steps!r}")
     runs = list(plan.runnable)

@@ -37,7 +37,7 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -391,10 +391,6 @@ def units_per_item(batch: Any, info: DataInfo) -> torch.Tensor:
     return torch.full((b,), float(x[0].numel()))
 
 
-def count_units(batch: Any, info: DataInfo) -> float:
-    return float(units_per_item(batch, info).sum())
-
-
 def describe_batch(batch: Any) -> str:
     """A short structural description for error messages, e.g. dict(input_ids: int64[2, 16])."""
 
@@ -414,13 +410,6 @@ def describe_batch(batch: Any) -> str:
 # repeats
 
 _REPEAT_WARNED: set[tuple[Any, ...]] = set()
-
-
-def epochs_needed(units: float, info: DataInfo, train_units: float | None) -> float:
-    """How many passes over the training split a run of `units` units needs (0 if unknown)."""
-    if train_units is None or train_units <= 0:
-        return 0.0
-    return float(units) / float(train_units)
 
 
 def check_repeat(units: float, train_units: float | None, *, allow_repeat: bool, run: str = "") -> float:
@@ -446,11 +435,3 @@ def check_repeat(units: float, train_units: float | None, *, allow_repeat: bool,
                 stacklevel=3,
             )
     return epochs
-
-
-def collate_samples(source: DataSource, samples: Sequence[Any]) -> Any:
-    return source.collate(list(samples))
-
-
-def math_ceil_div(a: float, b: float) -> int:
-    return int(math.ceil(a / b - 1e-9))

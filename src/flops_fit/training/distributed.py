@@ -9,7 +9,7 @@ data-parallel, in a loop short enough to read. It takes the same inputs
 Global batch and token budget do not depend on the number of processes:
 every rank draws the same global micro-batch of ``config.batch_size`` samples
 from the same seeded sample stream, keeps its own contiguous share
-(``torch.tensor_split``, so shares differ by at most one sample), and scales
+(:func:`_split`, so shares differ by at most one sample), and scales
 its mean loss by ``n_rank · world / n_step`` before backward. DDP averages
 gradients over ranks, so each optimizer step follows the gradient of the mean
 loss over the whole global step, exactly as one process with the same global
@@ -21,10 +21,12 @@ grad_accum_steps (``no_sync`` on all but the last micro-batch), lr,
 lr_scaling, lr_ref_params, lr_scaling_exponent, betas, eps, weight_decay,
 grad_clip, warmup, warmup_max_fraction, min_lr_ratio, device ("auto": the
 rank's own GPU, ``cuda:LOCAL_RANK``, else CPU), dtype (bf16 autocast on
-CUDA), checkpoint_every_steps / checkpoint_every_s, num_threads and
-loss_curve_points are honoured; compile, measure_flops, divergence checks and
-progress bars are left to the single-process trainer. Data with an
-attention mask (varying tokens per sample) is not supported here.
+CUDA), checkpoint_every_steps / checkpoint_every_s, num_threads,
+loss_curve_points and log_every (step losses are summed over ranks and read
+back every log_every steps, not every step) are honoured; compile,
+measure_flops, divergence checks and progress bars are left to the
+single-process trainer. Data with an attention mask (varying tokens per
+sample) is not supported here.
 
 Rank 0 alone writes (checkpoints under output_dir/checkpoints/<id>/ and the
 finished record); every rank reads the checkpoint on resume. Launch::
@@ -36,6 +38,7 @@ or, for tests and single-node use, :func:`spawn_local` (``torch.multiprocessing.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -54,12 +57,13 @@ from flops_fit.training.datautil import SampleStream, call_model, to_device
 from flops_fit.training.store import STATUS_COMPLETED, STATUS_DIVERGED, RunRecord
 from flops_fit.training.trainer import (
     RunInputs,
+    _build_model,
     compute_loss,
     effective_lr,
     evaluate,
-    lr_factor,
-    param_groups,
+    make_optimizer,
     resolve_dtype,
+    run_fingerprint,
     seed_everything,
     warmup_steps,
 )
@@ -95,21 +99,6 @@ def _device(inp: RunInputs) -> torch.device:
     return torch.device("cpu")
 
 
-def _fingerprint(exp: Any, inp: RunInputs) -> str:
-    """Settings a checkpoint must match to be resumed (world size excluded: the global batch is the same)."""
-    return ckpt.fingerprint(
-        {
-            "experiment": [exp.experiment_id, exp.size_value, exp.num_params, exp.num_tokens],
-            "config": inp.config.to_dict(),
-            "seed": inp.seed,
-            "model_kwargs": inp.model_kwargs,
-            "size_param": inp.size_param,
-            "val_units": inp.val_units,
-            "engine": "ddp",
-        }
-    )
-
-
 def ddp_train_run(exp: Any, inp: RunInputs) -> RunRecord | None:
     """Train one experiment data-parallel over the current process group; rank 0 returns its record.
 
@@ -132,7 +121,7 @@ def ddp_train_run(exp: Any, inp: RunInputs) -> RunRecord | None:
     device = _device(inp)
     amp_dtype = resolve_dtype(cfg, device)
     ckpt_dir = ckpt.checkpoint_dir(inp.output_dir, exp.experiment_id)
-    fp = _fingerprint(exp, inp)
+    fp = run_fingerprint(exp, inp, engine="ddp")  # world size left out: the global batch is the same
 
     D = float(exp.num_tokens)
     ups = float(inp.info.units_per_sample)
@@ -144,14 +133,9 @@ def ddp_train_run(exp: Any, inp: RunInputs) -> RunRecord | None:
     warm = warmup_steps(cfg, total_steps, n_params, units_per_step)
 
     seed_everything(inp.seed)
-    kwargs = {**inp.model_kwargs, inp.size_param: exp.size_value}
-    model = inp.model_factory(**kwargs).to(device)
+    model = _build_model(inp, exp.size_value).to(device)
     model.train()
-    optimizer = torch.optim.AdamW(param_groups(model, lr, cfg.weight_decay), lr=lr, betas=cfg.betas, eps=cfg.eps,
-                                  weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, warm, total_steps, cfg.min_lr_ratio)
-    )
+    optimizer, scheduler = make_optimizer(model, cfg, lr, warm, total_steps)
     stream = SampleStream(inp.source, seed=inp.seed, indices=inp.train_indices, skip=inp.skip)
     step, samples_seen, curve, prior_wall = 0, 0, [], 0.0
 
@@ -170,6 +154,17 @@ def ddp_train_run(exp: Any, inp: RunInputs) -> RunRecord | None:
     )
     signature = inp.info.loss_signature
     last_ckpt = time.perf_counter()
+    pending: list[torch.Tensor] = []  # this rank's share of each step's mean loss, not yet reduced or read back
+
+    def drain() -> None:
+        """Sum the pending losses over ranks and append them to the curve: one collective and one host sync."""
+        if pending:
+            values = torch.stack(pending)
+            if ddp:
+                dist.all_reduce(values)  # the global steps' mean losses, identical on every rank
+            first = step - len(pending)
+            curve.extend([first + i, v] for i, v in enumerate(values.tolist()))
+            pending.clear()
 
     while samples_seen < samples_total:
         n_step = min(cfg.batch_size * cfg.grad_accum_steps, samples_total - samples_seen)
@@ -181,29 +176,29 @@ def ddp_train_run(exp: Any, inp: RunInputs) -> RunRecord | None:
             left -= take
         step_loss = torch.zeros((), device=device)
         for j, samples in enumerate(micro):
-            share = [list(c) for c in _split(len(samples), world)][rank]
+            share = _split(len(samples), world)[rank]
             mine = [samples[i] for i in share] or samples[:1]  # an empty share still joins the all-reduce
             weight = (len(share) * world / n_step) if share else 0.0
             batch = to_device(inp.source.collate(mine), device)
             sync = j == len(micro) - 1
-            ctx = net.no_sync() if (ddp and not sync) else _nullcontext()
+            ctx = net.no_sync() if (ddp and not sync) else contextlib.nullcontext()
             with ctx:
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     signature, loss = compute_loss(inp.loss_fn, call_model(net, batch), batch, signature)
                 (loss * weight).backward()
             step_loss = step_loss + loss.detach().float() * (len(share) / n_step)
-        if ddp:
-            dist.all_reduce(step_loss)  # the global step's mean loss, identical on every rank
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step + 1 < total_steps:
             scheduler.step()
         step += 1
         samples_seen += n_step
-        curve.append([step - 1, float(step_loss)])
+        pending.append(step_loss)
         done = samples_seen >= samples_total
+        if step % cfg.log_every == 0 or done:
+            drain()
         due = (step % cfg.checkpoint_every_steps == 0) if cfg.checkpoint_every_steps else (
             time.perf_counter() - last_ckpt >= cfg.checkpoint_every_s)
         if ddp and not cfg.checkpoint_every_steps:  # ranks must agree on time-based checkpoints
@@ -211,6 +206,7 @@ def ddp_train_run(exp: Any, inp: RunInputs) -> RunRecord | None:
             dist.broadcast(flag, 0)
             due = bool(flag.item())
         if due and not done:
+            drain()
             if rank == 0:
                 ckpt.save_state(ckpt_dir, {
                     "fingerprint": fp, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -276,14 +272,6 @@ def _split(n: int, world: int) -> list[range]:
         out.append(range(start, start + size))
         start += size
     return out
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _free_port() -> int:

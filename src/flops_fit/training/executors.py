@@ -164,6 +164,7 @@ class ProcessExecutor:
 
 
 _EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "process": ProcessExecutor}
+_CLUSTER_EXECUTORS = ("ray", "dask", "slurm", "submitit")  # registered when flops_fit.training.cluster is imported
 
 
 def register_executor(name: str, factory: Callable[..., Executor]) -> None:
@@ -175,11 +176,11 @@ def get_executor(executor: str | Executor | None, **options: Any) -> Executor:
     if executor is None:
         return LocalExecutor()
     if isinstance(executor, str):
-        if executor not in _EXECUTORS and executor in ("ray", "dask", "slurm", "submitit"):
+        if executor not in _EXECUTORS and executor in _CLUSTER_EXECUTORS:
             import flops_fit.training.cluster  # noqa: F401 - registers the cluster executors
         if executor not in _EXECUTORS:
             raise ValueError(
-                f"executor: expected one of {sorted(set(_EXECUTORS) | {'ray', 'dask', 'slurm', 'submitit'})} or an executor object, found {executor!r}"
+                f"executor: expected one of {sorted(set(_EXECUTORS) | set(_CLUSTER_EXECUTORS))} or an executor object, found {executor!r}"
             )
         return _EXECUTORS[executor](**options)
     if not (hasattr(executor, "submit") and hasattr(executor, "capacity")):

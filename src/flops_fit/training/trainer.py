@@ -343,6 +343,35 @@ def _build_model(inp: RunInputs, size_value: int) -> torch.nn.Module:
     return inp.model_factory(**kwargs)
 
 
+def run_fingerprint(exp: Any, inp: RunInputs, **extra: Any) -> str:
+    """Settings a run's checkpoint must match to be resumed; `extra` names what differs per engine."""
+    return ckpt.fingerprint(
+        {
+            "experiment": [exp.experiment_id, exp.size_value, exp.num_params, exp.num_tokens],
+            "config": inp.config.to_dict(),
+            "seed": inp.seed,
+            "model_kwargs": inp.model_kwargs,
+            "size_param": inp.size_param,
+            "val_units": inp.val_units,
+            **extra,
+        }
+    )
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, lr: float, warm: int,
+                   total_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over :func:`param_groups`, with the warmup + cosine schedule ending at step total_steps - 1."""
+    optimizer = torch.optim.AdamW(
+        param_groups(model, lr, cfg.weight_decay), lr=lr, betas=cfg.betas, eps=cfg.eps,
+        weight_decay=cfg.weight_decay, foreach=True,
+    )
+    min_ratio = cfg.min_lr_ratio
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warm, total_steps, min_ratio)
+    )
+    return optimizer, scheduler
+
+
 def _next_micro_batch(stream: SampleStream, inp: RunInputs, remaining: float) -> tuple[Any, float, int]:
     """(collated batch, its units, its samples), cut to the first samples that reach `remaining`."""
     cfg = inp.config
@@ -371,17 +400,7 @@ def train_run(exp: Any, inp: RunInputs) -> RunRecord:
     device = resolve_device(cfg)
     amp_dtype = resolve_dtype(cfg, device)
     ckpt_dir = ckpt.checkpoint_dir(inp.output_dir, exp.experiment_id)
-    fp = ckpt.fingerprint(
-        {
-            "experiment": [exp.experiment_id, exp.size_value, exp.num_params, exp.num_tokens],
-            "config": cfg.to_dict(),
-            "seed": inp.seed,
-            "model_kwargs": inp.model_kwargs,
-            "size_param": inp.size_param,
-            "val_units": inp.val_units,
-            "flops_accounting": inp.flops_accounting,
-        }
-    )
+    fp = run_fingerprint(exp, inp, flops_accounting=inp.flops_accounting)
     done = ckpt.load_record(ckpt_dir, fp)
     if done is not None:  # finished before a crash kept the driver from storing it
         ckpt.remove_state(ckpt_dir)
@@ -400,14 +419,7 @@ def train_run(exp: Any, inp: RunInputs) -> RunRecord:
     total_steps = max(1, math.ceil(D / units_per_step - 1e-9))
     lr = effective_lr(cfg, n_params)
     warm = warmup_steps(cfg, total_steps, n_params, units_per_step)
-    optimizer = torch.optim.AdamW(
-        param_groups(model, lr, cfg.weight_decay), lr=lr, betas=cfg.betas, eps=cfg.eps,
-        weight_decay=cfg.weight_decay, foreach=True,
-    )
-    min_ratio = cfg.min_lr_ratio
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, warm, total_steps, min_ratio)
-    )
+    optimizer, scheduler = make_optimizer(model, cfg, lr, warm, total_steps)
     fwd_model = torch.compile(model) if cfg.compile else model
     stream = SampleStream(inp.source, seed=inp.seed, indices=inp.train_indices, skip=inp.skip,
                           allow_repeat=inp.allow_repeat)
@@ -523,8 +535,9 @@ def train_run(exp: Any, inp: RunInputs) -> RunRecord:
                     out = call_model(fwd_model, b)
                     signature, loss = compute_loss(inp.loss_fn, out, b, signature)
                 w = n / n_step
-                (loss * w if w != 1.0 else loss).backward()
-                ld = loss.detach() * w
+                scaled = loss * w if w != 1.0 else loss
+                scaled.backward()
+                ld = scaled.detach()
                 step_loss = ld if step_loss is None else step_loss + ld
                 units_seen += u
             if cfg.grad_clip:
