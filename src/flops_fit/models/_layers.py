@@ -1,4 +1,4 @@
-"""Pre-norm transformer encoder block shared by the non-causal built-ins (ViT, GMM)."""
+"""Pieces shared by the built-ins: the pre-norm encoder block (ViT, GMM), N(0, std) init, head check."""
 
 from __future__ import annotations
 

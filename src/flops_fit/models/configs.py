@@ -31,7 +31,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class _HFTransformer(_Strict):
+class _Attention(_Strict):
+    """Base of the attention configs (fields in the subclasses, so their order is kept):
+    ``d_model`` must split into heads of ``head_dim``."""
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "_Attention":
+        if self.d_model % self.head_dim:
+            raise ValueError(f"d_model={self.d_model} must be a multiple of head_dim={self.head_dim}")
+        return self
+
+
+class _HFTransformer(_Attention):
     d_model: PosInt
     n_layers: PosInt = 4
     head_dim: PosInt = 16
@@ -39,12 +50,6 @@ class _HFTransformer(_Strict):
     max_seq_len: PosInt = 256
     dropout: Dropout = 0.0
     mlp_ratio: PosInt = 4
-
-    @model_validator(mode="after")
-    def _heads_divide(self) -> "_HFTransformer":
-        if self.d_model % self.head_dim:
-            raise ValueError(f"d_model={self.d_model} must be a multiple of head_dim={self.head_dim}")
-        return self
 
 
 class GPT2ModelConfig(_HFTransformer):
@@ -96,7 +101,7 @@ class RNNConfig(_Recurrent):
     architecture: Literal["rnn"] = "rnn"
 
 
-class ViTConfig(_Strict):
+class ViTConfig(_Attention):
     """Vision Transformer (``vit``); size parameter ``d_model``."""
 
     architecture: Literal["vit"] = "vit"
@@ -111,15 +116,13 @@ class ViTConfig(_Strict):
     dropout: Dropout = 0.0
 
     @model_validator(mode="after")
-    def _shapes(self) -> "ViTConfig":
-        if self.d_model % self.head_dim:
-            raise ValueError(f"d_model={self.d_model} must be a multiple of head_dim={self.head_dim}")
+    def _patches_divide(self) -> "ViTConfig":
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size={self.image_size} must be a multiple of patch_size={self.patch_size}")
         return self
 
 
-class GMMConfig(_Strict):
+class GMMConfig(_Attention):
     """Gaussian-mixture set transformer (``gmm``); size parameter ``d_model``."""
 
     architecture: Literal["gmm"] = "gmm"
@@ -132,9 +135,3 @@ class GMMConfig(_Strict):
     mlp_ratio: PosInt = 4
     dropout: Dropout = 0.0
     eps: Annotated[float, Field(gt=0.0)] = 1e-6
-
-    @model_validator(mode="after")
-    def _heads_divide(self) -> "GMMConfig":
-        if self.d_model % self.head_dim:
-            raise ValueError(f"d_model={self.d_model} must be a multiple of head_dim={self.head_dim}")
-        return self

@@ -34,6 +34,8 @@ import pydantic
 import torch
 from torch import nn
 
+from flops_fit import io
+
 __all__ = [
     "ModelSpec",
     "ModelConfigError",
@@ -431,7 +433,7 @@ def _jsonable(fields: Mapping[str, Any], arch: str) -> dict[str, Any]:
 
 
 def save_model(model: nn.Module, config: Any, directory: str | os.PathLike) -> Path:
-    """Write ``model_config.json`` (validated config, schema 1) and ``model.pt`` (state dict).
+    """Write ``model_config.json`` (validated config, schema 1) and ``model.pt`` (state dict), each atomically.
 
     ``config`` may be anything :func:`create_model` accepts, or None to use the
     config attached to a model made by :func:`create_model`.
@@ -451,11 +453,11 @@ def save_model(model: nn.Module, config: Any, directory: str | os.PathLike) -> P
         "config": {"architecture": spec.name, **_jsonable(fields, spec.name)},
         "num_params": int(sum(p.numel() for p in model.parameters())),
     }
-    tmp = directory / (_CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    tmp.replace(directory / _CONFIG_FILE)
+    with io.atomic_open(directory / _CONFIG_FILE, "w") as fh:
+        fh.write(json.dumps(payload, indent=2, sort_keys=True))
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, directory / _WEIGHTS_FILE)
+    with io.atomic_open(directory / _WEIGHTS_FILE, "wb") as fh:
+        torch.save(state, fh)
     return directory
 
 
