@@ -4,6 +4,7 @@ Nothing here imports ``transformers``, ``tokenizers`` or ``sentencepiece`` at im
 time; each is imported by the tokenizer kind that needs it.
 """
 
+from flops_fit.data import synthetic as synthetic
 from flops_fit.data.collators import (
     IGNORE_INDEX,
     LM_OBJECTIVES,
@@ -59,11 +60,3 @@ __all__ = [
     "require_mask_token",
     "stdlib_files",
 ]
-
-try:
-    from flops_fit.data import synthetic as synthetic  # noqa
-except ImportError:
-    import importlib.util as _importlib_util
-
-    if _importlib_util.find_spec("flops_fit.data.synthetic") is not None:
-        raise  # the module exists but fails to import: show why instead of hiding it

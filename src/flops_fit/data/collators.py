@@ -52,10 +52,18 @@ def _as_ids(example: Any, key: str = "input_ids") -> torch.Tensor:
 
 def _pad(seqs: list[torch.Tensor], value: int) -> torch.Tensor:
     length = max((len(s) for s in seqs), default=0)
+    if seqs and all(len(s) == length for s in seqs):  # equal windows (the corpus case): one copy
+        return torch.stack(seqs)
     out = torch.full((len(seqs), length), value, dtype=torch.long)
     for i, s in enumerate(seqs):
         out[i, : len(s)] = s
     return out
+
+
+def _attention_mask(seqs: list[torch.Tensor], length: int) -> torch.Tensor:
+    """1 on each example's own positions, 0 on padding: [batch, length] LongTensor."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    return (torch.arange(length) < lengths[:, None]).long()
 
 
 def _check_examples(examples: Any) -> list[Any]:
@@ -92,7 +100,7 @@ class CausalLMCollator:
         examples = _check_examples(examples)
         seqs = [_as_ids(e) for e in examples]
         input_ids = _pad(seqs, self.pad_id)
-        attention_mask = _pad([torch.ones(len(s), dtype=torch.long) for s in seqs], 0)
+        attention_mask = _attention_mask(seqs, input_ids.shape[1])
         given = [isinstance(e, dict) and "labels" in e for e in examples]
         if any(given) and not all(given):
             raise ValueError("examples: expected 'labels' in all examples or in none, found a mix")
@@ -106,9 +114,8 @@ class CausalLMCollator:
             labels = _pad(labels_list, IGNORE_INDEX)
         else:
             labels = torch.full_like(input_ids, IGNORE_INDEX)
-            for i, s in enumerate(seqs):
-                if len(s) > 1:
-                    labels[i, : len(s) - 1] = s[1:]
+            # position t predicts t + 1, wherever t + 1 is inside the example
+            labels[:, :-1] = torch.where(attention_mask[:, 1:].bool(), input_ids[:, 1:], IGNORE_INDEX)
         return LMBatch(input_ids=input_ids, labels=labels, attention_mask=attention_mask)
 
 
@@ -155,7 +162,7 @@ class MaskedLMCollator:
         examples = _check_examples(examples)
         seqs = [_as_ids(e) for e in examples]
         originals = _pad(seqs, self.pad_id)
-        attention_mask = _pad([torch.ones(len(s), dtype=torch.long) for s in seqs], 0)
+        attention_mask = _attention_mask(seqs, originals.shape[1])
         g = self._gen()
 
         special = torch.from_numpy(self._special)

@@ -37,15 +37,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from flops_fit.data._files import atomic_open, atomic_write
-from flops_fit.data.collators import LM_OBJECTIVES, CausalLMCollator, MaskedLMCollator
+from flops_fit.data.collators import LM_OBJECTIVES, CausalLMCollator, collator_for
 from flops_fit.data.tokenizers import (
+    _META_FILE,
     TOKENIZER_KINDS,
     Tokenizer,
     build_tokenizer,
     load_tokenizer,
     require_mask_token,
 )
+from flops_fit.io import atomic_open, atomic_write_bytes
 
 __all__ = [
     "DEFAULT_STDLIB_MAX_BYTES",
@@ -399,9 +400,7 @@ class TokenCorpus:
         if objective == "causal_lm":
             pad = self.tokenizer.pad_id
             return CausalLMCollator(0 if pad is None else pad)
-        if objective == "masked_lm":
-            return MaskedLMCollator(self.tokenizer, mlm_probability=mlm_probability, seed=seed)
-        raise ValueError(f"objective: expected one of {list(LM_OBJECTIVES)}, found {objective!r}")
+        return collator_for(objective, self.tokenizer, mlm_probability=mlm_probability, seed=seed)
 
 
 def _token_dtype(vocab_size: int) -> np.dtype:
@@ -462,7 +461,7 @@ def tokenize_to_cache(text: TextCorpus, tokenizer: Tokenizer, cache_dir: Path) -
         "vocab_size": tokenizer.vocab_size,
         "python": sys.version if text.name == "stdlib" else None,
     }
-    atomic_write(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
+    atomic_write_bytes(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
     return bin_path, meta, False
 
 
@@ -485,7 +484,7 @@ def _resolve_tokenizer(
     key_src = {"corpus": text.fingerprint, "kind": tokenizer, "vocab_size": vocab_size, "special": special_tokens}
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()[:32]
     folder = cache_dir / "tokenizers" / key
-    if (folder / "flops_fit_tokenizer.json").is_file():
+    if (folder / _META_FILE).is_file():
         return load_tokenizer(folder)
     tok = build_tokenizer(tokenizer, vocab_size, text, special_tokens=special_tokens)
     tok.save(folder)

@@ -41,6 +41,18 @@ def _check_float(cls: str, name: str, value: Any, minimum: float, strict: bool) 
     return float(value)
 
 
+def _check_index(cls: str, index: Any, length: int) -> int:
+    if isinstance(index, bool):
+        raise TypeError(f"{cls}: index must be an int, got bool")
+    try:
+        index = operator.index(index)
+    except TypeError:
+        raise TypeError(f"{cls}: index must be an int, got {type(index).__name__}") from None
+    if not 0 <= index < length:
+        raise IndexError(f"{cls}: index {index} out of range [0, {length})")
+    return index
+
+
 def _generator(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + index)
 
@@ -93,14 +105,7 @@ class GaussianMixtureSets(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if isinstance(index, bool):
-            raise TypeError("GaussianMixtureSets: index must be an int, got bool")
-        try:
-            index = operator.index(index)
-        except TypeError:
-            raise TypeError(f"GaussianMixtureSets: index must be an int, got {type(index).__name__}") from None
-        if not 0 <= index < self.length:
-            raise IndexError(f"GaussianMixtureSets: index {index} out of range [0, {self.length})")
+        index = _check_index("GaussianMixtureSets", index, self.length)
         g = _generator(self.seed, index)
         centres = torch.randn(self.num_clusters, self.dim, generator=g)
         centres = centres[torch.argsort(centres[:, 0])]
@@ -146,14 +151,7 @@ class SyntheticImages(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(index, bool):
-            raise TypeError("SyntheticImages: index must be an int, got bool")
-        try:
-            index = operator.index(index)
-        except TypeError:
-            raise TypeError(f"SyntheticImages: index must be an int, got {type(index).__name__}") from None
-        if not 0 <= index < self.length:
-            raise IndexError(f"SyntheticImages: index {index} out of range [0, {self.length})")
+        index = _check_index("SyntheticImages", index, self.length)
         g = _generator(self.seed + 1, index)
         label = torch.randint(0, self.num_classes, (), generator=g)
         image = self.prototypes[label] + self.noise_std * torch.randn(self.prototypes.shape[1:], generator=g)

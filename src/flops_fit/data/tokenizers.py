@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from flops_fit.data._files import atomic_write as _atomic_write
+from flops_fit.io import atomic_write_bytes
 
 __all__ = [
     "SPECIAL_TOKEN_STYLES",
@@ -197,9 +197,9 @@ class Tokenizer(ABC):
         out.mkdir(parents=True, exist_ok=True)
         files = self._backend_files()
         for name, content in files.items():
-            _atomic_write(out / name, content)
+            atomic_write_bytes(out / name, content)
         meta = {**self._meta(), "files": sorted(files)}
-        _atomic_write(out / _META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+        atomic_write_bytes(out / _META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
         return out
 
     def __repr__(self) -> str:
@@ -336,7 +336,6 @@ class SentencePieceTokenizer(Tokenizer):
         self.special_tokens = dict(special_tokens)
         self.model_proto = bytes(model_proto)
         self.backend = spm.SentencePieceProcessor(model_proto=self.model_proto)
-        self._specials = set(self.special_tokens.values())
 
     @property
     def vocab_size(self) -> int:
