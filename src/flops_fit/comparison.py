@@ -51,10 +51,11 @@ class Comparison:
             c = np.array([o.compute_budget for o in iso.optima])
             grid = np.geomspace(c.min() / 3, c.max() * 30, 100)
             color = f"C{i}"
+            preds = [res.predict(g) for g in grid]  # one prediction (with its intervals) per point, for both axes
             ax_n.scatter(c, [o.n_opt for o in iso.optima], color=color)
-            ax_n.plot(grid, [res.predict(g)["optimal_params"] for g in grid], color=color, label=name)
+            ax_n.plot(grid, [p["optimal_params"] for p in preds], color=color, label=name)
             ax_l.scatter(c, [o.loss_opt for o in iso.optima], color=color)
-            ax_l.plot(grid, [res.predict(g)["expected_loss"] for g in grid], color=color, label=name)
+            ax_l.plot(grid, [p["expected_loss"] for p in preds], color=color, label=name)
         for ax, label in ((ax_n, "N_opt (parameters)"), (ax_l, "loss at optimum")):
             ax.set_xscale("log")
             ax.set_xlabel("compute C (FLOPs)")

@@ -101,13 +101,8 @@ def _approach3_band(analysis: "Analysis", grid: np.ndarray, label: str) -> tuple
     b = analysis.bootstrap
     if b is None or len(b.samples) < 2:
         return None
-    from flops_fit.analysis import PARAM_NAMES
-
-    col = {name: b.samples[:, i][:, None] for i, name in enumerate(PARAM_NAMES)}
-    n = col["G"] * (grid[None, :] / 6.0) ** col["a"]
-    d = grid[None, :] / (6.0 * n)
-    y = {"N_opt (parameters)": n, "D_opt (data units)": d,
-         "loss at optimum": col["E"] + col["A"] / n ** col["alpha"] + col["B"] / d ** col["beta"]}[label]
+    k = {"N_opt (parameters)": 0, "D_opt (data units)": 1, "loss at optimum": 2}[label]  # TARGET_NAMES order
+    y = b.samples_at(grid)[:, :, k]
     q = 50 * (1 - analysis.options.confidence)
     lo, hi = np.nanpercentile(y, [q, 100 - q], axis=0)
     return lo, hi

@@ -314,12 +314,9 @@ class Result:
             "tokens_per_param.png": plots.tokens_per_param(self.analysis),
         }
         if save and self.output_dir is not None:
-            d = self.output_dir / PLOTS_DIR
-            d.mkdir(parents=True, exist_ok=True)
             for name, fig in figs.items():
-                tmp = d / f".{name}.tmp.png"
-                fig.savefig(tmp, dpi=120)
-                tmp.replace(d / name)
+                with io.atomic_open(self.output_dir / PLOTS_DIR / name, "wb") as fh:
+                    fig.savefig(fh, dpi=120, format="png")
         if show:
             plt.show()
         return list(figs.values())

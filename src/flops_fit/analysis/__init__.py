@@ -3,7 +3,6 @@ bootstrap intervals and outlier flags. Pure computation: no files, no config."""
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flops_fit.analysis.bootstrap import TARGET_NAMES, BootstrapResult, bootstrap_indices, bootstrap_parametric
+from flops_fit.analysis.bootstrap import (
+    TARGET_NAMES,
+    BootstrapResult,
+    bootstrap_indices,
+    bootstrap_parametric,
+    percentile_interval,
+)
 from flops_fit.analysis.data_io import load_chinchilla, load_fit_data
 from flops_fit.analysis.isoflop import (
     BudgetOptimum,
@@ -72,12 +77,9 @@ def flag_basic_outliers(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _percentile_ci(samples: np.ndarray, confidence: float) -> tuple[float, float] | None:
+    """None (no interval) unless at least 2 resamples gave a finite value."""
     s = np.asarray(samples, float)
-    s = s[np.isfinite(s)]
-    if s.size < 2:
-        return None
-    lo, hi = np.percentile(s, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return float(lo), float(hi)
+    return percentile_interval(s, confidence) if np.isfinite(s).sum() >= 2 else None
 
 
 def analyze(
@@ -158,12 +160,8 @@ def approach_estimates(analysis: Analysis, approach: str, compute: float) -> dic
                                "expected_loss": float(fit.predict_loss(n, d)), "exponent_a": fit.a}
         b = analysis.bootstrap
         if b is not None and len(b.samples):
-            s = b.samples  # columns PARAM_NAMES
-            col = {name: s[:, i] for i, name in enumerate(PARAM_NAMES)}
-            n_s = col["G"] * (compute / 6.0) ** col["a"]
-            d_s = compute / (6.0 * n_s)
-            l_s = col["E"] + col["A"] / n_s ** col["alpha"] + col["B"] / d_s ** col["beta"]
-            out.update(_cis(n_s, d_s, l_s, col["a"], conf))
+            n_s, d_s, l_s, _ = b.samples_at(compute)[:, 0].T
+            out.update(_cis(n_s, d_s, l_s, b.samples[:, PARAM_NAMES.index("a")], conf))
     else:
         iso = analysis.isoflop
         p = iso.predict(compute)

@@ -71,6 +71,16 @@ def bootstrap_indices(groups: Any, n_resamples: int, seed: int = 0) -> Iterator[
         yield out
 
 
+def percentile_interval(x: np.ndarray, c: float) -> tuple[float, float]:
+    """Central ``c`` percentile interval of the finite values of ``x``; (nan, nan) when there are none."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return (math.nan, math.nan)
+    lo, hi = np.quantile(x, [(1 - c) / 2, 1 - (1 - c) / 2])
+    return float(lo), float(hi)
+
+
 @dataclass(frozen=True)
 class BootstrapResult:
     """Full-data fit plus the refits of every resample and their percentile intervals.
@@ -97,19 +107,11 @@ class BootstrapResult:
             raise ValueError(f"confidence: expected a number in (0, 1), found {c!r}")
         return float(c)
 
-    @staticmethod
-    def _pct(x: np.ndarray, c: float) -> tuple[float, float]:
-        x = x[np.isfinite(x)]
-        if x.size == 0:
-            return (math.nan, math.nan)
-        lo, hi = np.quantile(x, [(1 - c) / 2, 1 - (1 - c) / 2])
-        return float(lo), float(hi)
-
     def interval(self, name: str, confidence: float | None = None) -> tuple[float, float]:
         """Percentile interval of a parameter (one of PARAM_NAMES)."""
         if name not in PARAM_NAMES:
             raise ValueError(f"name: expected one of {PARAM_NAMES}, found {name!r}")
-        return self._pct(self.samples[:, PARAM_NAMES.index(name)], self._conf(confidence))
+        return percentile_interval(self.samples[:, PARAM_NAMES.index(name)], self._conf(confidence))
 
     def _target_index(self, C: float) -> int:
         if self.targets.size == 0:
@@ -124,7 +126,11 @@ class BootstrapResult:
         if name not in TARGET_NAMES:
             raise ValueError(f"name: expected one of {TARGET_NAMES}, found {name!r}")
         j = self._target_index(C)
-        return self._pct(self.target_samples[:, j, TARGET_NAMES.index(name)], self._conf(confidence))
+        return percentile_interval(self.target_samples[:, j, TARGET_NAMES.index(name)], self._conf(confidence))
+
+    def samples_at(self, C: Any) -> np.ndarray:
+        """TARGET_NAMES of every resample at any budget(s) C, not only ``targets``: (n_ok, len(C), 4)."""
+        return _target_values(self.samples, np.atleast_1d(np.asarray(C, dtype=float)))
 
     def intervals(self, confidence: float | None = None) -> pd.DataFrame:
         """Table: one row per parameter with the full-data estimate and the interval."""
@@ -183,13 +189,18 @@ def _params_from_theta(theta: np.ndarray) -> np.ndarray:
 
 
 def _target_values(params: Any, targets: np.ndarray) -> np.ndarray:
-    """For one parameter set (dict or PARAM_NAMES row): (len(targets), 4) of TARGET_NAMES."""
-    p = params if isinstance(params, dict) else dict(zip(PARAM_NAMES, params))
+    """TARGET_NAMES at each budget of ``targets``: (len(targets), 4) for one parameter set
+    (dict or PARAM_NAMES row), (k, len(targets), 4) for a (k, 8) array of PARAM_NAMES rows."""
+    if isinstance(params, dict):
+        p = params
+    else:
+        rows = np.asarray(params, dtype=float)
+        p = {name: rows[..., i, None] for i, name in enumerate(PARAM_NAMES)}
     with np.errstate(all="ignore"):
         N = p["G"] * (targets / 6.0) ** p["a"]
         D = targets / (6.0 * N)
         L = p["E"] + p["A"] * N ** (-p["alpha"]) + p["B"] * D ** (-p["beta"])
-        return np.column_stack([N, D, L, D / N])
+        return np.stack([N, D, L, D / N], axis=-1)
 
 
 def _warm_starts(fit: ParametricFit, lN: np.ndarray, lD: np.ndarray, n_starts: int) -> np.ndarray:
@@ -337,14 +348,11 @@ def bootstrap_parametric(
     params = _params_from_theta(thetas)
     ok = np.all(np.isfinite(params), axis=1)
     params = params[ok]
-    tsamples = (
-        np.stack([_target_values(p, tgt) for p in params]) if tgt.size and len(params) else np.zeros((len(params), tgt.size, 4))
-    )
     return BootstrapResult(
         fit=fit,
         samples=params,
         targets=tgt,
-        target_samples=tsamples,
+        target_samples=_target_values(params, tgt),
         n_resamples=int(n_resamples),
         n_failed=int((~ok).sum()),
         n_not_converged=int((ok & ~conv).sum()),
