@@ -222,15 +222,8 @@ def find_optimal(
 
 def _check_results(plan: SweepPlan, out: Path, resume: bool) -> None:
     """Refuse, before any expensive work, to resume into results made by another plan."""
-    results = out / RESULTS_FILE
-    if resume and results.exists():
-        found, _ = ResultsStore.read(results)
-        if found != plan.fingerprint():
-            raise ValueError(
-                f"{results}: these results were made by a different plan (fingerprint {found}, this plan is "
-                f"{plan.fingerprint()}); refusing to mix them. Use a new output_dir, or resume=False to move "
-                "the old results aside and start over."
-            )
+    if resume:  # the store refuses another plan's results on opening (it writes nothing until add)
+        ResultsStore(out / RESULTS_FILE, plan.fingerprint(), resume=True)
 
 
 def _save_plan(plan: SweepPlan, out: Path) -> None:

@@ -372,19 +372,15 @@ def plan_sweep(
             math.log10(n_center) + s.span_decades,
             s.num_model_sizes,
         )
-        seen: dict[int, int] = {}  # size value -> index in `experiments`
+        chosen: dict[int, tuple[Experiment, bool]] = {}  # size value -> (experiment, target reachable)
         for target in targets:
             value, reachable = search.closest(float(target))
-            if value in seen:
+            if value in chosen:
                 # duplicate size within a budget (the size grid cannot resolve both targets): keep one,
                 # preferring the target the size actually reaches
-                prev = experiments[seen[value]]
-                if reachable and prev.flagged and "outside what" in prev.flag_reason:
-                    del experiments[seen[value]]
-                    seen = {v: (i if i < seen[value] else i - 1) for v, i in seen.items() if v != value}
-                else:
+                if not reachable or chosen[value][1]:
                     continue
-            seen[value] = len(experiments)
+                del chosen[value]
             n = search.params(value)
             d = C / (6.0 * n)
             reasons = []
@@ -400,7 +396,7 @@ def plan_sweep(
                     f"only {d / s.units_per_step:.1f} optimizer steps of {s.units_per_step} units "
                     f"(minimum {s.min_steps})"
                 )
-            experiments.append(
+            chosen[value] = (
                 Experiment(
                     experiment_id=f"C{C:.6g}-{size_param}{value}",
                     compute_budget=float(C),
@@ -411,8 +407,10 @@ def plan_sweep(
                     target_params=float(target),
                     flagged=bool(reasons),
                     flag_reason="; ".join(reasons),
-                )
+                ),
+                reachable,
             )
+        experiments.extend(e for e, _ in chosen.values())
     ids = [e.experiment_id for e in experiments]
     if len(set(ids)) != len(ids):
         raise ValueError("compute_budgets: budgets must differ in their first 6 significant digits")

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from flops_fit import io
 from flops_fit.contract import ModelContract, check_model
 from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
-from flops_fit.api import RegisteredModel
+from flops_fit.api import MODES, RegisteredModel, _probe_size, _save_plan
 from flops_fit.planning import Experiment, PlanSettings, SweepPlan, _jsonable, make_budgets, plan_sweep
 from flops_fit.result import ANALYSIS_FILE, PLOTS_DIR, RESULTS_FILE, SWEEP_FILE, Result
 from flops_fit.training.executors import get_executor
@@ -45,7 +45,6 @@ from flops_fit.training.mock import MockLaw, mock_run
 from flops_fit.training.store import STATUS_FAILED, ResultsStore, RunRecord
 from flops_fit.training.sweep import RunFn, failed_record, run_sweep
 
-MODES = ("local", "mock")
 RECORDS_DIR = "records"
 LOCK_FILE = ".results.lock"
 RECORD_KIND = "flops-fit/record"
@@ -298,12 +297,6 @@ def _call_target(target: str, kwargs: dict[str, Any], argument: str) -> Any:
 # plan
 
 
-def _probe_size(settings: PlanSettings, probe_size: int | None) -> int:
-    from flops_fit.api import _probe_size as probe
-
-    return probe(settings, probe_size)
-
-
 def check_contract(model: ModelChoice, settings: PlanSettings, probe_size: int | None = None) -> ModelContract:
     """The library's model contract check on a probe instance (same messages as find_optimal)."""
     kwargs = {**model.kwargs}
@@ -354,8 +347,6 @@ def plan_stage(
     plan.flops_accounting = ident.flops_accounting
     plan.run_settings = ident.run_settings
     if save:
-        from flops_fit.api import _save_plan
-
         _save_plan(plan, out)
     return plan
 
@@ -728,8 +719,9 @@ def analyze_stage(
     out = Path(output_dir)
     if not out.is_dir():
         raise FileNotFoundError(f"output_dir: {out} is not a directory")
+    # record files need the plan's fingerprint: then sweep.json must exist (load_plan names it if not)
+    plan = load_plan(out) if (out / SWEEP_FILE).exists() or (out / RECORDS_DIR).is_dir() else None
     if (out / RECORDS_DIR).is_dir():
-        plan = load_plan(out)
         with driver_lock(out) as mine:
             if mine:
                 store = ResultsStore(out / RESULTS_FILE, plan.fingerprint(), resume=True)
@@ -740,7 +732,6 @@ def analyze_stage(
                     UserWarning,
                     stacklevel=2,
                 )
-    plan = load_plan(out) if (out / SWEEP_FILE).exists() else None
     fingerprint, records = ResultsStore.read(out / RESULTS_FILE)
     if plan is not None and plan.fingerprint() != fingerprint:
         raise ValueError(

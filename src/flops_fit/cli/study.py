@@ -174,11 +174,10 @@ class Study:
             stages.resolve_loss(self.config["loss"].get("_target_"), model)
         return model
 
-    def identity(self) -> SweepPlan:
-        """What this configuration would plan, minus the experiments (see stages.plan_identity)."""
-        return stages.plan_identity(
-            self._plugins(),
-            self.settings(),
+    def _identity_args(self) -> dict[str, Any]:
+        """The plan's identity arguments, one source for ff-plan and for ff-train's check against sweep.json."""
+        return dict(
+            settings=self.settings(),
             probe_size=self.config["planning"].get("probe_size"),
             mode=self.mode,
             seed=self.config["seed"],
@@ -186,6 +185,10 @@ class Study:
             run_settings=self.run_settings(),
             flops_accounting=self.config["flops_accounting"],
         )
+
+    def identity(self) -> SweepPlan:
+        """What this configuration would plan, minus the experiments (see stages.plan_identity)."""
+        return stages.plan_identity(self._plugins(), **self._identity_args())
 
     def plan(self, *, save: bool = True) -> SweepPlan:
         c = self.config["compute"]
@@ -197,14 +200,8 @@ class Study:
             min_flops=c.get("min_flops") if c.get("budgets") is None else None,
             max_flops=c.get("max_flops") if c.get("budgets") is None else None,
             num_budgets=c.get("num_budgets"),
-            settings=self.settings(),
-            probe_size=self.config["planning"].get("probe_size"),
-            mode=self.mode,
-            seed=self.config["seed"],
-            mock_law=self.mock_law() if self.mode == "mock" else None,
-            run_settings=self.run_settings(),
-            flops_accounting=self.config["flops_accounting"],
             save=save,
+            **self._identity_args(),
         )
 
     def train(self) -> stages.TrainReport:
