@@ -163,3 +163,31 @@ def test_predict_rejects_an_unknown_approach(tmp_path, toy_model):
     with pytest.raises(TypeError, match=r"Result.load: unexpected option\(s\) \['bootstrap'\]"):
         ff.Result.load(tmp_path, bootstrap=10)
     assert np.isfinite(res.predict(1e20)["optimal_params"])
+
+
+def test_analysis_of_any_table_needs_no_status_or_initial_loss_columns(tmp_path, toy_model):
+    from flops_fit.analysis import analyze
+
+    res = sweep(toy_model, tmp_path, mock_law=SKEWED, n_bootstrap=0)
+    bare = res.to_dataframe()[["compute_budget", "N", "D", "loss"]]  # e.g. a table from another project
+    an = analyze(bare, n_bootstrap=0)
+    assert an.parametric is not None and an.parametric.alpha == pytest.approx(0.30, abs=1e-3)
+
+
+def test_one_budget_is_refused_before_any_run(tmp_path, toy_model):
+    with pytest.raises(ValueError, match=r"compute_budgets: a scaling-law fit needs 2 or more budgets .* found 1 "
+                                         r"\(\[1e\+18\]\); add budgets, or pass train=False"):
+        sweep(toy_model, tmp_path, compute_budgets=[1e18])
+    assert not (tmp_path / "results.json").exists()
+    plan = sweep(toy_model, tmp_path, compute_budgets=[1e18], train=False)
+    assert isinstance(plan, ff.SweepPlan) and plan.budgets == [1e18]
+
+
+def test_a_sweep_whose_runs_failed_says_why_not_just_that_the_fit_failed(tmp_path, toy_model):
+    res = sweep(toy_model, tmp_path, compute_budgets=[1e17, 1e18], n_bootstrap=0)
+    broken = [dataclasses.replace(r, status="failed", final_loss=None, error="CUDA out of memory")
+              if r.compute_budget == 1e18 else r for r in res.records]
+    with pytest.raises(ValueError, match=r"records: a scaling-law fit needs completed runs at 2 or more compute "
+                                         r"budgets, found 1 \(7 of 14 runs completed, 7 failed or diverged; first "
+                                         r"failure: C1e\+18-d_model\d+ \(failed\): CUDA out of memory\)"):
+        ff.Result.from_records(broken, res.plan)

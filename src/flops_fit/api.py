@@ -185,6 +185,11 @@ def find_optimal(
         return plan
 
     # ---- train ------------------------------------------------------------
+    if len(plan.budgets) < 2:  # one IsoFLOP curve pins down no law: refuse before paying for it
+        raise ValueError(
+            f"compute_budgets: a scaling-law fit needs 2 or more budgets (3 or more recommended), found "
+            f"{len(plan.budgets)} ({plan.budgets}); add budgets, or pass train=False for the plan alone"
+        )
     _check_results(plan, out, resume)
     if mode == "mock":
         run_fn = functools.partial(mock_run, law=law, seed=seed)
@@ -201,7 +206,7 @@ def find_optimal(
             model_factory=contract.factory, size_param=contract.size_param, model_kwargs=contract.model_kwargs,
             dataset=dataset, loss_fn=loss_fn, train_config=tc, output_dir=out, seed=seed,
             val_dataset=val_dataset, flops_accounting=flops_accounting, units_per_sample=units_per_sample,
-            allow_repeat=allow_repeat, data_info=info,
+            allow_repeat=allow_repeat, data_info=info, experiments=plan.runnable,
         )
     if progress is not False:
         print(plan.summary())

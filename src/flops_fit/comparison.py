@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flops_fit import io
 from flops_fit.result import Result
 
 
@@ -66,6 +67,6 @@ class Comparison:
         fig.suptitle("Scaling laws by architecture")
         fig.tight_layout()
         if save and self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            fig.savefig(self.output_dir / "comparison.png", dpi=120)
+            with io.atomic_open(self.output_dir / "comparison.png", "wb") as fh:
+                fig.savefig(fh, dpi=120, format="png")
         return fig

@@ -77,6 +77,7 @@ class Result:
         plan_fingerprint: str | None = None,
     ) -> "Result":
         """Fit every approach (with `n_bootstrap` seeded resamples for the intervals) to finished runs."""
+        check_analysable(records)
         analysis = analyze(records_to_dataframe(records), exclude_outliers=exclude_outliers,
                            n_bootstrap=n_bootstrap, seed=seed, confidence=confidence)
         return cls(analysis, records, plan, output_dir, plan_fingerprint)
@@ -94,12 +95,7 @@ class Result:
         if not out.is_dir():
             raise FileNotFoundError(f"output_dir: {out} is not a directory")
         plan = SweepPlan.load(out / SWEEP_FILE) if (out / SWEEP_FILE).exists() else None
-        fingerprint, records = ResultsStore.read(out / RESULTS_FILE)
-        if plan is not None and plan.fingerprint() != fingerprint:
-            raise ValueError(
-                f"{out / RESULTS_FILE}: field 'plan_fingerprint' is {fingerprint}, but {out / SWEEP_FILE} "
-                f"describes plan {plan.fingerprint()}; the two files come from different sweeps"
-            )
+        fingerprint, records = read_results(out, plan)
         allowed = {"exclude_outliers", "n_bootstrap", "seed", "confidence"}
         unknown = sorted(set(options) - allowed)
         if unknown:
@@ -320,6 +316,31 @@ class Result:
         if show:
             plt.show()
         return list(figs.values())
+
+
+def read_results(out: Path, plan: SweepPlan | None) -> tuple[str, list[RunRecord]]:
+    """results.json's plan fingerprint and records, refused if they belong to another plan than `plan`."""
+    fingerprint, records = ResultsStore.read(out / RESULTS_FILE)
+    if plan is not None and plan.fingerprint() != fingerprint:
+        raise ValueError(
+            f"{out / RESULTS_FILE}: field 'plan_fingerprint' is {fingerprint}, but {out / SWEEP_FILE} "
+            f"describes plan {plan.fingerprint()}; the two files come from different sweeps"
+        )
+    return fingerprint, records
+
+
+def check_analysable(records: Sequence[RunRecord]) -> None:
+    """Refuse, with the runs' own errors, a sweep whose completed runs cover fewer than 2 budgets."""
+    budgets = {r.compute_budget for r in records if r.ok}
+    if len(budgets) >= 2:
+        return
+    n_ok = sum(r.ok for r in records)
+    failed = [r for r in records if not r.ok]
+    why = f"; first failure: {failed[0].experiment_id} ({failed[0].status}): {failed[0].error}" if failed else ""
+    raise ValueError(
+        f"records: a scaling-law fit needs completed runs at 2 or more compute budgets, found {len(budgets)} "
+        f"({n_ok} of {len(records)} runs completed, {len(failed)} failed or diverged{why})"
+    )
 
 
 def _range(lo: float, hi: float, *, loss: bool = False, digits: int | None = None) -> str:

@@ -39,7 +39,7 @@ from flops_fit.contract import ModelContract, check_model
 from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
 from flops_fit.api import MODES, RegisteredModel, _probe_size, _save_plan
 from flops_fit.planning import Experiment, PlanSettings, SweepPlan, _jsonable, make_budgets, plan_sweep
-from flops_fit.result import ANALYSIS_FILE, PLOTS_DIR, RESULTS_FILE, SWEEP_FILE, Result
+from flops_fit.result import ANALYSIS_FILE, PLOTS_DIR, RESULTS_FILE, SWEEP_FILE, Result, read_results
 from flops_fit.training.executors import get_executor
 from flops_fit.training.mock import MockLaw, mock_run
 from flops_fit.training.store import STATUS_FAILED, ResultsStore, RunRecord
@@ -732,14 +732,7 @@ def analyze_stage(
                     UserWarning,
                     stacklevel=2,
                 )
-    fingerprint, records = ResultsStore.read(out / RESULTS_FILE)
-    if plan is not None and plan.fingerprint() != fingerprint:
-        raise ValueError(
-            f"{out / RESULTS_FILE}: field 'plan_fingerprint' is {fingerprint}, but {out / SWEEP_FILE} "
-            f"describes plan {plan.fingerprint()}; the two files come from different sweeps"
-        )
-    if not any(r.ok for r in records):
-        raise ValueError(f"{out / RESULTS_FILE}: field 'records': no completed run to analyse ({len(records)} records)")
+    fingerprint, records = read_results(out, plan)
     result = Result.from_records(records, plan, out, exclude_outliers=exclude_outliers, n_bootstrap=n_bootstrap,
                                  seed=seed, confidence=confidence, plan_fingerprint=fingerprint)
     result.save()

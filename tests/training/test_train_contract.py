@@ -124,3 +124,29 @@ def test_model_cannot_be_built():
 def test_train_config_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(**kw)
+
+
+def test_allow_repeat_false_refuses_a_too_small_dataset_before_training(tmp_path):
+    """Every run that would repeat the data is known from the plan: refuse at once, naming the first."""
+    import flops_fit as ff
+    from torch.utils.data import TensorDataset
+
+    class Tiny(torch.nn.Module):
+        def __init__(self, d_model: int) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, d_model), torch.nn.Linear(d_model, 1)
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+        def num_params(self) -> int:
+            return sum(p.numel() for p in self.parameters())
+
+    data = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+    with pytest.raises(ValueError, match=r"dataset: run C1e\+06-d_model\d+ needs [\d.e+]+ units but the training "
+                                         r"split holds only 56 .* and allow_repeat=False"):
+        ff.find_optimal(Tiny, "d_model", dataset=data, loss_fn=lambda out, b: ((out - b[1]) ** 2).mean(),
+                        compute_budgets=[1e6, 3e6], allow_repeat=False, output_dir=tmp_path, progress=False,
+                        size_min=2, size_max=16, num_model_sizes=3, n_bootstrap=0,
+                        train_config={"batch_size": 8, "val_units": 8})
+    assert not (tmp_path / "results.json").exists()

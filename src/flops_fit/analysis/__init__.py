@@ -105,8 +105,8 @@ def analyze(
     fit, boot, note = None, None, ""
     usable = table[~table["outlier"]]
     if len(usable) >= MIN_POINTS_APPROACH_3:
-        frame = table[["N", "D", "loss", "status", "initial_loss", "compute_budget"]].rename(
-            columns={"compute_budget": "budget"})
+        cols = [c for c in ("N", "D", "loss", "status", "initial_loss", "compute_budget") if c in table.columns]
+        frame = table[cols].rename(columns={"compute_budget": "budget"})
         try:
             # failed runs have no loss to keep: exclude_outliers=False keeps every finished run
             fit = fit_parametric(frame, exclude_outliers=exclude_outliers, outlier_threshold=outlier_threshold,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from flops_fit.training.datautil import (
     DataSource,
     batch_format,
     call_model,
+    check_repeat,
     describe_batch,
     is_sequence_batch,
     model_input,
@@ -177,6 +178,7 @@ def make_run_fn(
     units_per_sample: int | None = None,
     allow_repeat: bool = True,
     data_info: DataInfo | None = None,
+    experiments: Sequence[Any] = (),
 ) -> Callable[[Any], Any]:
     """A picklable ``run(experiment) -> RunRecord`` training real models (see module doc).
 
@@ -184,7 +186,9 @@ def make_run_fn(
     order) or, when None, a seeded random subset of `dataset` held out from
     training. Either way every run of the sweep uses the same split.
     `data_info` (from :func:`check_data_contract`) fixes the loss signature;
-    without it each run detects the signature on its first batch.
+    without it each run detects the signature on its first batch. With
+    ``allow_repeat=False``, `experiments` that would need more than one pass over
+    the training split are refused here, before anything trains.
     """
     if not isinstance(train_config, TrainConfig):
         raise TypeError(f"train_config: expected a TrainConfig, found {type(train_config).__name__}")
@@ -214,6 +218,9 @@ def make_run_fn(
     val_batches = [source.collate(val_samples[i:i + vbs]) for i in range(0, len(val_samples), vbs)]
     val_units = float(sum(float(units_per_item(b, info).sum()) for b in val_batches))
     train_units = None if n_train is None else n_train * ups
+    if not allow_repeat:
+        for exp in experiments:
+            check_repeat(float(exp.num_tokens), train_units, allow_repeat=False, run=exp.experiment_id)
     inputs = RunInputs(
         model_factory=model_factory,
         size_param=size_param,
