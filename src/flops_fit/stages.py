@@ -587,7 +587,7 @@ def merge_records(output_dir: str | Path, store: ResultsStore) -> int:
                 f"{path}: field 'plan_fingerprint' is {fp}, but sweep.json describes plan {store.fingerprint}; "
                 "this record belongs to another sweep (move it away)"
             )
-        old = store._records.get(rec.experiment_id)
+        old = store.get(rec.experiment_id)
         if old is None or old.to_dict() != rec.to_dict():
             new.append(rec)
     if new:

@@ -140,6 +140,10 @@ class ResultsStore:
     def records(self) -> list[RunRecord]:
         return list(self._records.values())
 
+    def get(self, experiment_id: str) -> RunRecord | None:
+        """The stored record of one experiment, or None."""
+        return self._records.get(experiment_id)
+
     def done_ids(self, *, include_failed: bool = True) -> set[str]:
         """Ids that need no more training (failed runs count as done unless retried on purpose)."""
         return {

@@ -43,13 +43,12 @@ def run_sweep(
 ) -> list[RunRecord]:
     """Train every runnable experiment not yet in `store`; returns the records made now.
 
-    Completed (and, unless `retry_failed`, failed or diverged) experiments are
-    never redone. Each record is made durable before the next is awaited.
+    Completed and diverged experiments are never redone (a diverged run is a
+    result: the same seed would diverge again); failed ones only with
+    `retry_failed`. Each record is made durable before the next is awaited.
     """
     executor = executor or LocalExecutor()
     done = store.done_ids(include_failed=not retry_failed)
-    if retry_failed:
-        done = {k for k in done if store._records[k].status != STATUS_FAILED}
     todo = deque(e for e in plan.runnable if e.experiment_id not in done)
     new: list[RunRecord] = []
     if not todo:
