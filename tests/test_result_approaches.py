@@ -50,7 +50,11 @@ def test_approach_3_recovers_a_skewed_law_that_approach_2_cannot(tmp_path, toy_m
     text = res.summary()
     assert "Approach 2 (IsoFLOP parabolas" in text and "Approach 3 (parametric" in text
     assert "predict() uses Approach 3" in text
-    assert any("Approach 2 and Approach 3" in w and "0.571" in w for w in res.analysis.warnings)
+    # the disagreement is a structured record with a severity, printed first, and the choice says why
+    dis = [f for f in res.analysis.findings if f.code == "approaches_disagree" and f.compute == 1e24]
+    assert dis and dis[0].severity == "disagree" and dis[0].values["ratio"] < 1 / 1.5
+    assert text.startswith("DISAGREE: ")
+    assert "bracketed" in res.analysis.evidence.reason
     assert "Predictions by Approach 3" in res.chinchilla_table()
     side = res.approaches_dataframe([1e20])
     assert list(side["approach"]) == ["approach_2", "approach_3"]

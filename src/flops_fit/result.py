@@ -18,6 +18,13 @@ from flops_fit.analysis import (
     analyze,
     approach_estimates,
 )
+from flops_fit.analysis.evidence import (
+    MAX_EXTRAPOLATION,
+    not_identified,
+    prediction_findings,
+    resample_counts,
+    sort_findings,
+)
 from flops_fit.planning import SweepPlan
 from flops_fit.training.store import ResultsStore, RunRecord, records_to_dataframe
 
@@ -119,7 +126,9 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         a = self.analysis
-        flops_methods = sorted({r.flops_method for r in self.records})
+        flops_methods = sorted({r.flops_method for r in self.records}) or sorted(
+            set(a.table["flops_method"].dropna().astype(str))) if "flops_method" in a.table else sorted(
+            {r.flops_method for r in self.records}) or ["6ND"]
         opts = dataclasses.asdict(a.options)
         opts.pop("n_jobs", None)
         return {
@@ -129,19 +138,26 @@ class Result:
             "flops_accounting": flops_methods[0] if len(flops_methods) == 1 else flops_methods,
             "analysis_options": opts,
             "predict_with": self.predict_with,
-            **a.isoflop.to_dict(),
+            "predict_with_reason": a.evidence.reason if a.evidence is not None else "",
+            "findings": [f.to_dict() for f in a.findings],
+            "evidence": a.evidence.to_dict() if a.evidence is not None else None,
+            "not_identified": not_identified(a),
+            **(a.isoflop.to_dict() if a.isoflop is not None else {"approach_2": None}),
             "approach_2_bootstrap": a.isoflop_bootstrap.to_dict() if a.isoflop_bootstrap is not None else None,
             "approach_3": a.parametric.to_dict() if a.parametric is not None else None,
             "approach_3_note": a.parametric_note,
             "approach_3_bootstrap": a.bootstrap.to_dict() if a.bootstrap is not None else None,
             "table": self.chinchilla_dataframe().to_dict(orient="records"),
-            "outliers": [
-                {"experiment_id": r.experiment_id, "reason": r.outlier_reason}
-                for r in a.excluded.itertuples()
-            ],
+            "outliers": [{"experiment_id": run, "reason": why} for run, why in self._outliers()],
             "warnings": list(a.warnings),
-            "n_runs": len(self.records),
+            "n_runs": len(self.records) or len(a.table),
         }
+
+    def _outliers(self) -> list[tuple[str, str]]:
+        """(run label, reason) of every excluded run; the row number when the table has no experiment ids."""
+        ex = self.analysis.excluded
+        ids = ex["experiment_id"] if "experiment_id" in ex else pd.Series([f"row {i}" for i in ex.index], ex.index)
+        return [(str(i), str(r)) for i, r in zip(ids, ex["outlier_reason"])]
 
     # ---- answers ----------------------------------------------------------
     @property
@@ -154,7 +170,9 @@ class Result:
 
         Each value has a bootstrap percentile interval under the same key plus
         "_ci" (None when the analysis ran without resamples). `approach`:
-        "approach_2" or "approach_3"; default `predict_with`.
+        "approach_2" or "approach_3"; default `predict_with`. "findings" lists what
+        the runs cannot vouch for at this C (approaches disagreeing, an interval too
+        wide to act on, a size far outside the sweep), most severe first.
         """
         c = _check_compute(compute_budget)
         approach = self.predict_with if approach is None else approach
@@ -162,6 +180,7 @@ class Result:
             raise ValueError(f"approach: expected one of {APPROACHES}, found {approach!r}")
         out = approach_estimates(self.analysis, approach, c)
         out["approach"] = approach
+        out["findings"] = sort_findings(prediction_findings(self.analysis, approach, c, out))
         return out
 
     def chinchilla_dataframe(
@@ -169,7 +188,7 @@ class Result:
     ) -> pd.DataFrame:
         """Budget, N_opt, D_opt, D/N and predicted loss (with intervals); defaults to the sweep's budgets
         and 3 decades beyond."""
-        measured = sorted({o.compute_budget for o in self.analysis.isoflop.optima})
+        measured = self.analysis.budgets
         if compute_budgets is None:
             compute_budgets = measured + [measured[-1] * 10**k for k in (1, 2, 3)]
         else:
@@ -178,8 +197,13 @@ class Result:
             compute_budgets = [_check_compute(c, f"compute_budgets[{i}]") for i, c in enumerate(compute_budgets)]
         rows = []
         lo, hi = min(measured), max(measured)
+        sizes = self.analysis.table.loc[~self.analysis.table["outlier"], "N"]
         for c in compute_budgets:
             p = self.predict(c, approach)
+            n = p["optimal_params"]
+            flag = ("below the smallest swept model" if n < sizes.min() else
+                    f"> {MAX_EXTRAPOLATION:.0e}× the largest swept model" if n > MAX_EXTRAPOLATION * sizes.max()
+                    else "not informative" if any(f.code == "not_informative" for f in p["findings"]) else "")
             ci = {k: p.get(k) or (math.nan, math.nan) for k in
                   ("optimal_params_ci", "optimal_tokens_ci", "tokens_per_param_ci", "expected_loss_ci")}
             rows.append(
@@ -197,6 +221,8 @@ class Result:
                     "loss_hi": ci["expected_loss_ci"][1],
                     "extrapolated": not (lo <= c <= hi),
                     "approach": p["approach"],
+                    "flag": flag,
+                    "severity": p["findings"][0].severity if p["findings"] else "",
                 }
             )
         return pd.DataFrame(rows)
@@ -212,18 +238,30 @@ class Result:
                 f"| {r.compute_budget:.2e} | {_human(r.N_opt)}{_range(r.N_opt_lo, r.N_opt_hi)} | "
                 f"{_human(r.D_opt)}{_range(r.D_opt_lo, r.D_opt_hi)} | {r.tokens_per_param:.3g} | "
                 f"{r.loss:.4f}{_range(r.loss_lo, r.loss_hi, loss=True)} | "
-                f"{'extrapolated' if r.extrapolated else ''} |"
+                f"{', '.join(x for x in ('extrapolated' if r.extrapolated else '', r.flag) if x)} |"
             )
         used = df["approach"].iloc[0] if len(df) else self.predict_with
         note = f"\nPredictions by {APPROACH_LABELS[used]}; 6·N·D = C in every row."
         if df["N_opt_lo"].notna().any():
             note += f" Brackets: {conf}% bootstrap intervals ({self.analysis.options.n_bootstrap} resamples)."
-        out = self.analysis.excluded
-        if len(out):
+        out = self._outliers()
+        if out:
             verb = "excluded from" if self.analysis.options.exclude_outliers else "flagged but kept in"
             lines.append(f"{len(out)} outlier run(s) {verb} the fits: "
-                         + ", ".join(f"{r.experiment_id} ({r.outlier_reason})" for r in out.itertuples()))
+                         + ", ".join(f"{run} ({why})" for run, why in out))
         lines.append(note)
+        seen: set[str] = set()
+        shown_codes: set[str] = set()
+        for c in sorted(df["compute_budget"], reverse=True):  # per kind, the finding at the largest compute
+            for f in self.predict(c, approach)["findings"]:
+                if f.severity != "note" and f.code not in shown_codes:
+                    shown_codes.add(f.code)
+                    seen.add(f.message)
+                    lines.append(f"{f.severity.upper()}: {f.message}")
+        for f in self.analysis.findings:
+            if f.compute is None and f.severity != "note" and f.message not in seen:
+                seen.add(f.message)
+                lines.append(f"{f.severity.upper()}: {f.message}")
         return "\n".join(lines)
 
     def to_dataframe(self) -> pd.DataFrame:
@@ -232,10 +270,11 @@ class Result:
 
     def approaches_dataframe(self, compute_budgets: Sequence[float] | None = None) -> pd.DataFrame:
         """Approach 2 and Approach 3 side by side: exponent a and N_opt, D_opt at each budget."""
-        measured = sorted({o.compute_budget for o in self.analysis.isoflop.optima})
+        measured = self.analysis.budgets
         budgets = list(compute_budgets) if compute_budgets is not None else [measured[0], measured[-1],
                                                                               measured[-1] * 1000]
-        approaches = ["approach_2"] + (["approach_3"] if self.analysis.parametric is not None else [])
+        approaches = ((["approach_2"] if self.analysis.isoflop is not None else [])
+                      + (["approach_3"] if self.analysis.parametric is not None else []))
         rows = []
         for c in budgets:
             for ap in approaches:
@@ -247,54 +286,74 @@ class Result:
         return pd.DataFrame(rows)
 
     def summary(self) -> str:
-        """Both approaches, which one predicts, outliers and warnings: the report to read first."""
+        """Findings first, then both approaches, which one predicts and why, back-test, outliers: the report."""
         an = self.analysis
-        a = an.isoflop
         conf = round(100 * an.options.confidence)
-        a2 = self.predict(1.0, "approach_2")
-        lines = [
-            f"Approach 2 (IsoFLOP parabolas, {len(a.optima)} budgets): N_opt ∝ C^{a.n_opt_fit.exponent_a:.3f}"
-            f"{_range(*(a2.get('exponent_a_ci') or (math.nan, math.nan)), digits=3)} "
-            f"(R²={a.n_opt_fit.r_squared:.3f}), D_opt ∝ C^{a.d_opt_fit.exponent_a:.3f}, "
-            f"tokens/param at the swept optima ≈ {a.optimal_ratio:.3g}",
-        ]
+        lines = [f"{f.severity.upper()}: {f.message}" for f in an.findings if f.severity != "note"]
+        if lines:
+            lines.append("")
+        lines.append(f"predict() uses {APPROACH_LABELS[self.predict_with]}: "
+                     + (an.evidence.reason if an.evidence is not None else ""))
+        a = an.isoflop
+        if a is not None:
+            a2 = self.predict(1.0, "approach_2")
+            lines.append(
+                f"Approach 2 (IsoFLOP parabolas, {len(a.optima)} budgets): N_opt ∝ C^{a.n_opt_fit.exponent_a:.3f}"
+                f"{_range(*(a2.get('exponent_a_ci') or (math.nan, math.nan)), digits=3)} "
+                f"(R²={a.n_opt_fit.r_squared:.3f}), D_opt ∝ C^{a.d_opt_fit.exponent_a:.3f}, "
+                f"tokens/param at the swept optima ≈ {a.optimal_ratio:.3g}")
         fit = an.parametric
         if fit is not None:
-            b = an.bootstrap
-            ci = {n: b.interval(n, an.options.confidence) for n in PARAM_NAMES} if b is not None else {}
-
-            def v(name: str, fmt: str) -> str:
-                lo, hi = ci.get(name, (math.nan, math.nan))
-                x = getattr(fit, name)
-                return f"{x:{fmt}}" + (f" [{lo:{fmt}}, {hi:{fmt}}]" if math.isfinite(lo) else "")
-
-            lines.append(
-                f"Approach 3 (parametric L = E + A/N^α + B/D^β, {fit.n_points} runs"
-                f"{', NOT converged' if not fit.converged else ''}): E={v('E', '.4g')}, A={v('A', '.4g')}, "
-                f"B={v('B', '.4g')}, α={v('alpha', '.3f')}, β={v('beta', '.3f')}; N_opt ∝ C^{v('a', '.3f')}"
-            )
+            lines.append(self._approach_3_line())
         elif an.parametric_note:
             lines.append(an.parametric_note)
+        counts = ", ".join(f"{label} {ok}/{n}" for label, n, ok in resample_counts(an))
         if an.bootstrap is not None or an.isoflop_bootstrap is not None:
             lines.append(f"[brackets: {conf}% bootstrap intervals, {an.options.n_bootstrap} resamples, "
-                         f"seed {an.options.seed}]")
+                         f"seed {an.options.seed}; successful refits: {counts}]")
+        ev = an.evidence
+        if ev is not None and ev.backtest:
+            lines.append("Back-test (refit without the top budget(s), predict the held-out IsoFLOP minimum):")
+            for c in ev.backtest:
+                lines.append(f"  {APPROACH_LABELS[c.approach].split(' (')[0]}, holding out "
+                             f"{', '.join(f'{h:.3g}' for h in c.held_out)}: N_opt at C={c.compute:.3g} predicted "
+                             f"{_human(c.n_pred)} vs measured {_human(c.n_measured)} (×{c.n_factor:.2f}), loss "
+                             f"{c.loss_pred:.4f} vs {c.loss_measured:.4f} ({100 * c.loss_error:+.1f}%)")
         df = self.approaches_dataframe()
         lines.append("N_opt / D_opt by approach:")
         for c, g in df.groupby("compute_budget", sort=True):
             cells = [f"{APPROACH_LABELS[r.approach].split(' (')[0]}: N={_human(r.N_opt)}, D={_human(r.D_opt)}"
                      for r in g.itertuples()]
             lines.append(f"  C={c:.2e}: " + "; ".join(cells))
-        lines.append(f"predict() uses {APPROACH_LABELS[self.predict_with]}.")
-        if len(an.excluded):
-            lines.append(f"{len(an.excluded)} outlier run(s) excluded:" if an.options.exclude_outliers
-                         else f"{len(an.excluded)} outlier run(s) flagged (kept):")
-            lines += [f"  {r.experiment_id}: {r.outlier_reason}" for r in an.excluded.itertuples()]
+        out = self._outliers()
+        if out:
+            lines.append(f"{len(out)} outlier run(s) excluded:" if an.options.exclude_outliers
+                         else f"{len(out)} outlier run(s) flagged (kept):")
+            lines += [f"  {run}: {why}" for run, why in out]
+        lines += [f"note: {f.message}" for f in an.findings if f.severity == "note"]
         lines += [f"warning: {w}" for w in an.warnings]
         return "\n".join(lines)
 
+    def _approach_3_line(self) -> str:
+        an, fit = self.analysis, self.analysis.parametric
+        b = an.bootstrap
+        ci = {n: b.interval(n, an.options.confidence) for n in PARAM_NAMES} if b is not None and len(b.samples) else {}
+        loose = set(not_identified(an))
+
+        def v(name: str, fmt: str) -> str:
+            x = getattr(fit, name)
+            if name in loose:
+                return f"{x:{fmt}} (not identified by these runs)"
+            lo, hi = ci.get(name, (math.nan, math.nan))
+            return f"{x:{fmt}}" + (f" [{lo:{fmt}}, {hi:{fmt}}]" if math.isfinite(lo) and lo != hi else "")
+
+        return (f"Approach 3 (parametric L = E + A/N^α + B/D^β, {fit.n_points} runs"
+                f"{', NOT converged' if not fit.converged else ''}): E={v('E', '.4g')}, A={v('A', '.4g')}, "
+                f"B={v('B', '.4g')}, α={v('alpha', '.3f')}, β={v('beta', '.3f')}; N_opt ∝ C^{v('a', '.3f')}")
+
     def __repr__(self) -> str:
         p = self.predict(1.0)
-        return (f"Result(runs={len(self.records)}, budgets={len(self.analysis.isoflop.optima)}, "
+        return (f"Result(runs={len(self.records) or len(self.analysis.table)}, budgets={len(self.analysis.budgets)}, "
                 f"a={p['exponent_a']:.3f}, predict_with={self.predict_with!r})")
 
     # ---- figures ----------------------------------------------------------

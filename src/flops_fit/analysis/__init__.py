@@ -1,5 +1,6 @@
 """Scaling-law analysis: Approach 2 (IsoFLOP parabolas), Approach 3 (parametric L(N, D)),
-bootstrap intervals and outlier flags. Pure computation: no files, no config."""
+bootstrap intervals, outlier flags, back-tests and the evidence that picks the headline
+approach. Computation on tables; ``data_io`` also reads a user's CSV/JSON into one."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from flops_fit.analysis.isoflop import (
     bootstrap_isoflop,
     fit_isoflop,
 )
+from flops_fit.analysis.evidence import Evidence, Finding, evidence_findings, gather, prediction_findings, sort_findings
 from flops_fit.analysis.outliers import DEFAULT_Z_THRESHOLD, flag_outliers
 from flops_fit.analysis.parametric import PARAM_NAMES, ExcludedPoint, ParametricFit, fit_parametric
 
@@ -52,7 +54,7 @@ class AnalysisOptions:
 class Analysis:
     """Everything the fits say about one sweep."""
 
-    isoflop: IsoFLOPAnalysis
+    isoflop: IsoFLOPAnalysis | None  # None when no 2 budgets have 3+ sizes (e.g. a table of scattered runs)
     table: pd.DataFrame  # the runs, with outlier / outlier_reason columns
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     parametric: ParametricFit | None = None  # Approach 3, when enough points
@@ -60,6 +62,8 @@ class Analysis:
     bootstrap: BootstrapResult | None = None  # Approach 3 resamples
     isoflop_bootstrap: IsoFLOPBootstrap | None = None  # Approach 2 resamples
     warnings: list[str] = field(default_factory=list)
+    evidence: Evidence | None = None  # in-sample agreement, back-tests, and the headline choice
+    findings: list[Finding] = field(default_factory=list)  # structured doubts, most severe first
 
     @property
     def excluded(self) -> pd.DataFrame:
@@ -67,8 +71,19 @@ class Analysis:
 
     @property
     def predict_with(self) -> str:
-        """Approach 3 when it converged (unbiased by sweep centring), else Approach 2."""
-        return "approach_3" if self.parametric is not None and self.parametric.converged else "approach_2"
+        """The approach the evidence supports (see flops_fit.analysis.evidence)."""
+        if self.evidence is not None:
+            return self.evidence.predict_with
+        return "approach_3" if self.isoflop is None else "approach_2"
+
+    @property
+    def budgets(self) -> list[float]:
+        """The measured compute range: IsoFLOP budgets, or the runs' own 6ND when there are none."""
+        if self.isoflop is not None:
+            return sorted(o.compute_budget for o in self.isoflop.optima)
+        ok = self.table[~self.table["outlier"]]
+        c = (ok["compute_budget"] if "compute_budget" in ok else 6.0 * ok["N"] * ok["D"]).to_numpy(float)
+        return sorted({float(c.min()), float(c.max())})
 
 
 def flag_basic_outliers(df: pd.DataFrame) -> pd.DataFrame:
@@ -92,59 +107,85 @@ def analyze(
     outlier_threshold: float = DEFAULT_Z_THRESHOLD,
     n_jobs: int = -1,
 ) -> Analysis:
-    """Fit every approach to a runs table (columns compute_budget, N, D, loss[, status, initial_loss])."""
+    """Fit every approach to a runs table (columns compute_budget, N, D, loss[, status, initial_loss]).
+
+    Rows are put in a canonical order first (budget, N, D, then experiment id), so the
+    answer, intervals included, does not depend on the order records were written in.
+    """
     if not isinstance(n_bootstrap, int) or n_bootstrap < 0:
         raise ValueError(f"n_bootstrap: expected a non-negative integer, found {n_bootstrap!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: expected a number in (0, 1), found {confidence!r}")
     opts = AnalysisOptions(exclude_outliers, n_bootstrap, seed, confidence, outlier_threshold, n_jobs)
-    table = flag_basic_outliers(df.reset_index(drop=True))
+    table = flag_basic_outliers(canonical_order(df))
     notes: list[str] = []
-
-    # ---- Approach 3: the whole loss surface --------------------------------
-    fit, boot, note = None, None, ""
-    usable = table[~table["outlier"]]
-    if len(usable) >= MIN_POINTS_APPROACH_3:
-        cols = [c for c in ("N", "D", "loss", "status", "initial_loss", "compute_budget") if c in table.columns]
-        frame = table[cols].rename(columns={"compute_budget": "budget"})
-        try:
-            # failed runs have no loss to keep: exclude_outliers=False keeps every finished run
-            fit = fit_parametric(frame, exclude_outliers=exclude_outliers, outlier_threshold=outlier_threshold,
-                                 exclude=None if exclude_outliers else ~np.isfinite(frame["loss"].to_numpy(float)))
-        except (ValueError, RuntimeError) as exc:
-            note = f"Approach 3 not fitted: {exc}"
-        if fit is not None:
-            if exclude_outliers:
-                for p in fit.excluded:  # residual outliers leave Approach 2 too
-                    if not table.at[p.index, "outlier"]:
-                        table.at[p.index, "outlier"] = True
-                        table.at[p.index, "outlier_reason"] = p.reason
-            if not fit.converged:
-                note = f"Approach 3 did not converge ({fit.message}); predictions use Approach 2"
-            if n_bootstrap:
-                kept = frame.loc[~table["outlier"]] if exclude_outliers else frame[np.isfinite(frame["loss"])]
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    boot = bootstrap_parametric(kept, n_resamples=n_bootstrap, seed=seed, confidence=confidence,
-                                                n_jobs=n_jobs, fit=fit, exclude_outliers=False)
-    else:
-        note = (f"Approach 3 not fitted: {len(usable)} usable runs, at least {MIN_POINTS_APPROACH_3} needed "
-                "for 5 parameters")
+    fit, boot, note = _approach_3(table, opts)
     if note:
         notes.append(note)
 
     # ---- Approach 2: IsoFLOP parabolas --------------------------------------
     used = table[~table["outlier"]] if exclude_outliers else table[np.isfinite(table["loss"])]
-    iso = fit_isoflop(used)
-    notes += iso.warnings
-    iso_boot = bootstrap_isoflop(used, n_bootstrap, seed) if n_bootstrap else None
+    iso, iso_boot = None, None
+    try:
+        iso = fit_isoflop(used)
+    except ValueError as exc:
+        if fit is None:
+            raise
+        notes.append(f"Approach 2 not fitted: {exc}")
+    if iso is not None:
+        notes += iso.warnings
+        fitted = used[used["compute_budget"].isin([o.compute_budget for o in iso.optima])]
+        iso_boot = bootstrap_isoflop(fitted, n_bootstrap, seed) if n_bootstrap else None
     n_out = int(table["outlier"].sum())
     if n_out:
         notes.append(f"{n_out} run(s) flagged as outliers and {'excluded from' if exclude_outliers else 'kept in'} "
                      "the fits (see the outliers list)")
     analysis = Analysis(iso, table, opts, fit, note, boot, iso_boot, notes)
-    notes += agreement_warnings(analysis)
+    analysis.evidence = gather(analysis, used)
+    found = evidence_findings(analysis)
+    top = analysis.budgets[-1]
+    for c in (top, 1000 * top):
+        found += prediction_findings(analysis, analysis.predict_with, c,
+                                     approach_estimates(analysis, analysis.predict_with, c))
+    analysis.findings = sort_findings(found)
     return analysis
+
+
+def canonical_order(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by (compute_budget, N, D, experiment_id) where present; index reset."""
+    keys = [c for c in ("compute_budget", "N", "D", "experiment_id") if c in df.columns]
+    return df.sort_values(keys, kind="stable").reset_index(drop=True) if keys else df.reset_index(drop=True)
+
+
+def _approach_3(table: pd.DataFrame, opts: AnalysisOptions) -> tuple[ParametricFit | None, BootstrapResult | None, str]:
+    """The parametric fit and its bootstrap; residual outliers it finds are flagged in `table` too."""
+    usable = table[~table["outlier"]]
+    if len(usable) < MIN_POINTS_APPROACH_3:
+        return None, None, (f"Approach 3 not fitted: {len(usable)} usable runs, at least {MIN_POINTS_APPROACH_3} "
+                            "needed for 5 parameters")
+    cols = [c for c in ("N", "D", "loss", "status", "initial_loss", "compute_budget") if c in table.columns]
+    frame = table[cols].rename(columns={"compute_budget": "budget"})
+    try:
+        # failed runs have no loss to keep: exclude_outliers=False keeps every finished run
+        fit = fit_parametric(frame, exclude_outliers=opts.exclude_outliers, outlier_threshold=opts.outlier_threshold,
+                             exclude=None if opts.exclude_outliers else ~np.isfinite(frame["loss"].to_numpy(float)))
+    except (ValueError, RuntimeError) as exc:
+        return None, None, f"Approach 3 not fitted: {exc}"
+    note = "" if fit.converged else f"Approach 3 did not converge ({fit.message}); predictions use Approach 2"
+    if opts.exclude_outliers:
+        for p in fit.excluded:  # residual outliers leave Approach 2 too
+            if not table.at[p.index, "outlier"]:
+                table.at[p.index, "outlier"] = True
+                table.at[p.index, "outlier_reason"] = p.reason
+    boot = None
+    if opts.n_bootstrap:
+        kept = frame.loc[~table["outlier"]] if opts.exclude_outliers else frame[np.isfinite(frame["loss"])]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            boot = bootstrap_parametric(kept, n_resamples=opts.n_bootstrap, seed=opts.seed,
+                                        confidence=opts.confidence, n_jobs=opts.n_jobs, fit=fit,
+                                        exclude_outliers=False)
+    return fit, boot, note
 
 
 def approach_estimates(analysis: Analysis, approach: str, compute: float) -> dict[str, Any]:
@@ -164,6 +205,9 @@ def approach_estimates(analysis: Analysis, approach: str, compute: float) -> dic
             out.update(_cis(n_s, d_s, l_s, b.samples[:, PARAM_NAMES.index("a")], conf))
     else:
         iso = analysis.isoflop
+        if iso is None:
+            raise ValueError("approach: Approach 2 was not fitted for these runs (no 2 budgets with 3 or more "
+                             "model sizes each)")
         p = iso.predict(compute)
         out = {"optimal_params": p["optimal_params"], "optimal_tokens": p["optimal_tokens"],
                "expected_loss": p["expected_loss"], "exponent_a": iso.n_opt_fit.exponent_a}
@@ -187,36 +231,9 @@ def _cis(n_s: np.ndarray, d_s: np.ndarray, l_s: np.ndarray, a_s: np.ndarray, con
     }
 
 
-def agreement_warnings(analysis: Analysis, tolerance: float = 0.01) -> list[str]:
-    """Say when Approach 2 and 3 disagree: by more than their intervals (or, without intervals,
-    by more than 0.02 in a), and also when their exponents differ by more than `tolerance`."""
-    if analysis.parametric is None or not analysis.parametric.converged:
-        return []
-    e2 = approach_estimates(analysis, "approach_2", 1.0)
-    e3 = approach_estimates(analysis, "approach_3", 1.0)
-    a2, a3 = e2["exponent_a"], e3["exponent_a"]
-    i2, i3 = e2.get("exponent_a_ci"), e3.get("exponent_a_ci")
-    disjoint = (i2[1] < i3[0] or i3[1] < i2[0]) if i2 and i3 else abs(a2 - a3) > 0.02
-    why = ("parabola vertices are biased when a sweep is off-centre or wide, or when alpha != beta; "
-           "predictions use Approach 3")
-    if disjoint:
-        return [
-            f"Approach 2 and Approach 3 disagree on the N_opt exponent a: {a2:.3f} vs {a3:.3f}"
-            + (f" (intervals {i2[0]:.3f}-{i2[1]:.3f} and {i3[0]:.3f}-{i3[1]:.3f} do not overlap)" if i2 and i3 else "")
-            + "; " + why
-        ]
-    if abs(a2 - a3) > tolerance:
-        return [
-            f"Approach 2 and Approach 3 differ on the N_opt exponent a: {a2:.3f} vs {a3:.3f}, within their "
-            f"intervals" + (f" ({i2[0]:.3f}-{i2[1]:.3f} and {i3[0]:.3f}-{i3[1]:.3f})" if i2 and i3 else "")
-            + "; " + why
-        ]
-    return []
-
-
 __all__ = [
     "ANALYSIS_KIND", "ANALYSIS_SCHEMA", "Analysis", "AnalysisOptions", "BootstrapResult", "BudgetOptimum",
-    "ExcludedPoint", "IsoFLOPAnalysis", "IsoFLOPBootstrap", "LossLaw", "PARAM_NAMES", "ParametricFit",
+    "Evidence", "ExcludedPoint", "Finding", "IsoFLOPAnalysis", "IsoFLOPBootstrap", "LossLaw", "PARAM_NAMES", "ParametricFit",
     "PowerLaw", "TARGET_NAMES", "analyze", "approach_estimates", "bootstrap_indices", "bootstrap_parametric",
-    "fit_isoflop", "fit_parametric", "flag_basic_outliers", "flag_outliers", "load_chinchilla", "load_fit_data",
+    "canonical_order", "fit_isoflop", "fit_parametric", "flag_basic_outliers", "flag_outliers", "load_chinchilla", "load_fit_data",
 ]

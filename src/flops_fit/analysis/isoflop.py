@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
 EDGE_FRACTION = 0.1  # a vertex within 10% of the sampled log-N range from an end is "near the edge"
+MIN_SIZES_PER_BUDGET = 3  # a parabola (and so a bracketed minimum) needs 3 distinct sizes
 
 
 @dataclass
@@ -128,6 +129,11 @@ def _r_squared(y: np.ndarray, y_hat: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
 
 
+def _show_exp(x: float) -> str:
+    """e^x for a message, without overflowing when x is huge (a nearly straight curve's vertex)."""
+    return f"{math.exp(x):.3g}" if abs(x) < 700 else f"e^{x:.4g}"
+
+
 def fit_budget(compute_budget: float, n: np.ndarray, loss: np.ndarray) -> BudgetOptimum:
     """Vertex of a parabola in ln N; the best sampled point, flagged, when there is no usable vertex."""
     order = np.argsort(n)
@@ -152,9 +158,15 @@ def fit_budget(compute_budget: float, n: np.ndarray, loss: np.ndarray) -> Budget
 
     if len(n) < 3:
         return fallback(f"only {len(n)} usable runs, a parabola needs 3", None, None)
-    c2, c1, c0 = np.polyfit(x, loss, 2)
+    if np.unique(x).size < 3:
+        return fallback(f"only {np.unique(x).size} distinct model sizes, a parabola needs 3", None, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # RankWarning on nearly collinear sizes: judged by the checks below
+        c2, c1, c0 = np.polyfit(x, loss, 2)
     coeffs = [float(c2), float(c1), float(c0)]
     r2 = _r_squared(loss, np.polyval([c2, c1, c0], x))
+    if not all(math.isfinite(v) for v in coeffs):
+        return fallback("the parabola fit is not finite", None, None)
     if c2 <= 0:
         return fallback("the IsoFLOP curve has no minimum (parabola opens downward)", coeffs, r2)
     xv = -c1 / (2 * c2)
@@ -162,7 +174,7 @@ def fit_budget(compute_budget: float, n: np.ndarray, loss: np.ndarray) -> Budget
     if not lo <= xv <= hi:
         side = "below the smallest" if xv < lo else "above the largest"
         return fallback(
-            f"parabola vertex N={math.exp(xv):.3g} lies {side} sampled model (the sweep does not "
+            f"parabola vertex N={_show_exp(xv)} lies {side} sampled model (the sweep does not "
             "bracket the optimum)",
             coeffs,
             r2,
@@ -193,7 +205,9 @@ def fit_budget(compute_budget: float, n: np.ndarray, loss: np.ndarray) -> Budget
 def fit_power_law(c: np.ndarray, y: np.ndarray) -> PowerLaw:
     lc, ly = np.log(c), np.log(y)
     a, logk = np.polyfit(lc, ly, 1)
-    return PowerLaw(float(math.exp(logk)), float(a), _r_squared(ly, a * lc + logk))
+    with np.errstate(over="ignore"):  # a degenerate fit gives k = inf, judged downstream, never a crash
+        k = float(np.exp(logk))
+    return PowerLaw(k, float(a), _r_squared(ly, a * lc + logk))
 
 
 def fit_loss_law(c: np.ndarray, loss: np.ndarray) -> LossLaw:
@@ -242,14 +256,19 @@ def fit_isoflop(df: pd.DataFrame) -> IsoFLOPAnalysis:
     optima: list[BudgetOptimum] = []
     notes: list[str] = []
     for budget, group in usable.groupby("compute_budget", sort=True):
+        k = group["N"].nunique()
+        if k < MIN_SIZES_PER_BUDGET:
+            notes.append(f"budget {float(budget):.3e}: only {k} distinct model size(s) completed, an IsoFLOP "
+                         f"minimum needs {MIN_SIZES_PER_BUDGET}; left out of Approach 2")
+            continue
         o = fit_budget(float(budget), group["N"].to_numpy(float), group["loss"].to_numpy(float))
         optima.append(o)
         if o.warning:
             notes.append(o.warning)
     if len(optima) < 2:
         raise ValueError(
-            f"data: Approach 2 needs optima at 2 or more compute budgets, found {len(optima)} "
-            "(add budgets, or check how many runs completed)"
+            f"data: Approach 2 needs optima at 2 or more compute budgets with {MIN_SIZES_PER_BUDGET}+ model sizes "
+            f"each, found {len(optima)} (add budgets, or check how many runs completed)"
         )
     c = np.array([o.compute_budget for o in optima])
     n_opt = np.array([o.n_opt for o in optima])
@@ -280,6 +299,8 @@ class IsoFLOPBootstrap:
     n_resamples: int
     n_failed: int
     seed: int
+    budgets: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the budgets, sorted
+    budget_n_opt: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, len(budgets)) vertices
 
     def n_opt_samples(self, compute: float) -> np.ndarray:
         return np.exp(self.n_log_k + self.n_exponent * math.log(compute))
@@ -288,8 +309,21 @@ class IsoFLOPBootstrap:
         lp = self.loss_params
         return lp[:, 0] + lp[:, 1] * compute ** (-lp[:, 2])
 
+    @property
+    def n_ok(self) -> int:
+        return int(self.n_exponent.size)
+
+    def vertex_samples(self, budget: float) -> np.ndarray:
+        """The per-resample optimum N of one measured budget (its parabola vertex or best point)."""
+        hit = np.flatnonzero(np.isclose(self.budgets, float(budget), rtol=1e-12, atol=0))
+        return self.budget_n_opt[:, int(hit[0])] if hit.size else np.zeros(0)
+
     def to_dict(self) -> dict:
         return {"n_resamples": self.n_resamples, "n_failed": self.n_failed, "seed": self.seed}
+
+
+#: Numeric failures that make one resample (or one held-out refit) fail, never the whole analysis.
+NUMERIC_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
 def bootstrap_isoflop(df: pd.DataFrame, n_resamples: int, seed: int = 0) -> IsoFLOPBootstrap | None:
@@ -302,20 +336,27 @@ def bootstrap_isoflop(df: pd.DataFrame, n_resamples: int, seed: int = 0) -> IsoF
     n_all, l_all = df["N"].to_numpy(float), df["loss"].to_numpy(float)
     c = np.unique(budget)
     members = [np.flatnonzero(budget == b) for b in c]
-    logk, a, lp, failed = [], [], [], 0
-    with warnings.catch_warnings():
+    logk, a, lp, vert, failed = [], [], [], [], 0
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         for idx in bootstrap_indices(budget, n_resamples, seed):  # stratified: idx[m] stays in budget m
             try:
                 optima = [fit_budget(float(b), n_all[idx[m]], l_all[idx[m]]) for b, m in zip(c, members)]
-                nf = fit_power_law(c, np.array([o.n_opt for o in optima]))
+                n_opt = np.array([o.n_opt for o in optima])
+                nf = fit_power_law(c, n_opt)
                 lf = fit_loss_law(c, np.array([o.loss_opt for o in optima]))
-            except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+                row = (math.log(nf.coefficient_k), nf.exponent_a, lf.l_inf, lf.coefficient_k, lf.exponent_a)
+            except NUMERIC_ERRORS:
                 failed += 1
                 continue
-            logk.append(math.log(nf.coefficient_k))
-            a.append(nf.exponent_a)
-            lp.append((lf.l_inf, lf.coefficient_k, lf.exponent_a))
+            if not all(math.isfinite(v) for v in row):
+                failed += 1
+                continue
+            logk.append(row[0])
+            a.append(row[1])
+            lp.append(row[2:])
+            vert.append(n_opt)
     if not a:
         return None
-    return IsoFLOPBootstrap(np.array(logk), np.array(a), np.array(lp), n_resamples, failed, seed)
+    return IsoFLOPBootstrap(np.array(logk), np.array(a), np.array(lp), n_resamples, failed, seed,
+                            budgets=c, budget_n_opt=np.array(vert))

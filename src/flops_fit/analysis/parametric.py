@@ -620,6 +620,44 @@ def _fit_prepared(
                                    outlier_threshold=outlier_threshold)
 
 
+#: Residual outliers are evidence against a run, not proof: at most this share of all points is dropped.
+MAX_EXCLUDED_SHARE = 0.10
+#: Points the parametric fit keeps at least (5 parameters need slack to be pinned down).
+MIN_POINTS_KEPT = 8
+
+
+def cap_exclusions(extreme: np.ndarray, z: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """Limit residual exclusions, keeping the most extreme ones.
+
+    Per budget (``groups``): at most one run of a budget with 5 or fewer runs, and never
+    fewer than 3 runs left (a parabola needs 3). Overall: at most 10% of the points (at
+    least one), and never fewer than 8 points left.
+    """
+    extreme = np.asarray(extreme, bool).copy()
+    order = np.argsort(-np.abs(np.where(extreme, z, 0.0)), kind="stable")
+    n = extreme.size
+    budget_left = max(0, min(max(1, int(MAX_EXCLUDED_SHARE * n)), n - MIN_POINTS_KEPT))
+    size: dict[Any, int] = {}
+    if groups is not None:
+        labels, counts = np.unique(groups, return_counts=True)
+        size = dict(zip(labels.tolist(), counts.tolist()))
+    dropped: dict[Any, int] = {}
+    keep = np.zeros(n, bool)
+    for i in order:
+        if not extreme[i] or budget_left <= 0:
+            break
+        if groups is not None:
+            g = groups[i].item() if isinstance(groups[i], np.generic) else groups[i]
+            k = size[g]
+            allowed = min(1 if k <= 5 else k, k - 3)
+            if dropped.get(g, 0) >= allowed:
+                continue
+            dropped[g] = dropped.get(g, 0) + 1
+        keep[i] = True
+        budget_left -= 1
+    return keep
+
+
 def _fit_prepared_inner(
     prepared: PreparedData,
     *,
@@ -637,6 +675,8 @@ def _fit_prepared_inner(
     z = robust_z(fit.residuals(prepared.frame["N"], prepared.frame["D"], prepared.frame["loss"]),
                  min_scale=DEFAULT_MIN_SCALE)
     extreme = np.isfinite(z) & (np.abs(z) > outlier_threshold)
+    groups = prepared.frame["budget"].to_numpy() if "budget" in prepared.frame.columns else None
+    extreme = cap_exclusions(extreme, z, groups)
     if not extreme.any():
         return fit, prepared
     reasons = [f"robust residual z={zi:+.1f} vs the parametric fit (|z| > {outlier_threshold:g})" for zi in z]
