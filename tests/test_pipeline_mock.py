@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import flops_fit as ff
@@ -179,3 +180,31 @@ def test_compare_two_architectures(tmp_path, toy_model):
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match=r"runs\['x'\]: 'mode' is also given as a common argument"):
         ff.compare({"x": {"mode": "mock"}}, model_cls=toy_model, model_size_param="d_model", mode="mock")
+
+
+def test_compare_reports_the_compute_multiplier_and_crossover(tmp_path, toy_model):
+    # law B = law A at N/s, D/s: B needs exactly s² = 2x the compute of A for any loss, and never crosses it
+    base = ff.MockLaw(noise=0.003)
+    s = 2 ** 0.5
+    worse = ff.MockLaw(E=base.E, A=base.A * s**base.alpha, B=base.B * s**base.beta, alpha=base.alpha,
+                       beta=base.beta, noise=0.003)
+    steeper = ff.MockLaw(E=base.E - 0.3, A=base.A * 1.5, B=base.B * 1.5, alpha=base.alpha, beta=base.beta, noise=0.003)
+    cmp = ff.compare(
+        {"A": {"mock_law": base}, "B": {"mock_law": worse}, "C": {"mock_law": steeper}},
+        model_cls=toy_model, model_size_param="d_model", compute_budgets=[1e17, 1e18, 1e19, 1e20],
+        mode="mock", output_dir=tmp_path, progress=False, n_bootstrap=40,
+    )
+    df = cmp.to_dataframe()
+    assert df.attrs["target_compute"] == 1e20  # inside the sweeps' own range, not 1e21
+    m, (lo, hi) = df.loc["B", "compute_multiplier"], df.loc["B", "compute_multiplier_ci"]
+    assert m == pytest.approx(2.0, rel=0.1) and lo <= 2.0 <= hi and hi / lo < 3
+    assert pd.isna(df.loc["B", "crossover_compute"])
+    assert df.loc["B", "loss"] > df.loc["A", "loss"] and df.loc["B", "expected_loss_ci"] is not None
+    # C: a lower floor but larger coefficients: worse at small compute, better at large, so the curves cross
+    x = df.loc["C", "crossover_compute"]
+    assert not pd.isna(x) and 1e20 < x < 1e22
+    text = cmp.summary()
+    assert "B needs 2." in text and "the compute of A for the same loss" in text
+    assert "crossover with A at C=" in text
+    with pytest.raises(ValueError, match=r"target_compute: expected a positive finite number of FLOPs"):
+        cmp.to_dataframe(-1)

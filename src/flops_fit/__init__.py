@@ -7,8 +7,8 @@
 
 from typing import Any
 
-from flops_fit.analysis import ParametricFit, bootstrap_parametric, fit_parametric, load_chinchilla
-from flops_fit.api import compare, find_optimal
+from flops_fit.analysis import ParametricFit, bootstrap_parametric, fit_parametric, load_chinchilla, load_llama3
+from flops_fit.api import analyze, compare, find_optimal
 from flops_fit.planning import Experiment, SweepPlan
 from flops_fit.result import Result
 from flops_fit.training.mock import MockLaw
@@ -34,7 +34,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Experiment", "MockLaw", "ParametricFit", "Result", "SweepPlan", "TrainConfig", "bootstrap_parametric",
-    "compare", "create_model", "find_optimal", "fit_parametric", "list_models", "load_chinchilla", "load_model",
+    "Experiment", "MockLaw", "analyze", "ParametricFit", "Result", "SweepPlan", "TrainConfig", "bootstrap_parametric",
+    "compare", "create_model", "find_optimal", "fit_parametric", "list_models", "load_chinchilla", "load_llama3", "load_model",
     "register_model", "__version__",
 ]

@@ -95,10 +95,7 @@ def find_optimal(
         raise TypeError(f"mock_law: expected a flops_fit.MockLaw, found {type(mock_law).__name__}")
     if mock_law is not None and mode != "mock":
         raise ValueError(f"mock_law: only used with mode='mock', found mode={mode!r}")
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap: expected a non-negative int (0 = no intervals), found {n_bootstrap!r}")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence: expected a number between 0 and 1 (e.g. 0.9), found {confidence!r}")
+    _check_analysis_options(n_bootstrap, confidence)
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output_dir: expected a directory, found a file at {out}")
@@ -223,6 +220,13 @@ def find_optimal(
                                  seed=seed, confidence=confidence)
     result.save()
     return result
+
+
+def _check_analysis_options(n_bootstrap: Any, confidence: Any) -> None:
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap: expected a non-negative int (0 = no intervals), found {n_bootstrap!r}")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence: expected a number between 0 and 1 (e.g. 0.9), found {confidence!r}")
 
 
 def _check_results(plan: SweepPlan, out: Path, resume: bool) -> None:
@@ -362,6 +366,42 @@ def _resolve_named_data(
         kwargs.setdefault(key, value)
     val = val_dataset if val_dataset is not None else resolved.val
     return kwargs, resolved.train, val, resolved.description, resolved.units_per_sample
+
+
+def analyze(
+    table: Any,
+    *,
+    n_col: str = "N",
+    d_col: str = "D",
+    loss_col: str = "loss",
+    c_col: str | None = None,
+    budget_col: str | None = None,
+    budget_tolerance: float = 0.10,
+    best_of: str | None = None,
+    exclude_outliers: bool = True,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.90,
+    seed: int = 0,
+    output_dir: str | Path | None = None,
+) -> Result:
+    """The same `Result` as `find_optimal` for runs you already have.
+
+    `table`: a DataFrame, CSV or JSON (a list of records, or a sweep's results.json)
+    with any two of N (parameters), D (tokens) and C (FLOPs) plus the loss; common
+    column names are recognised (num_params, tokens, flops, final_loss, ...), others
+    are named with `n_col` / `d_col` / `c_col` / `loss_col`. IsoFLOP budgets come from
+    a budget column or are grouped by compute within `budget_tolerance`; a label more
+    than 20% off a run's 6·N·D is warned about by name. `best_of="lr"` keeps the lowest
+    loss of runs that share (N, D). `output_dir`, when given, is where `save()` and
+    `plot()` write.
+    """
+    from flops_fit.analysis.data_io import runs_frame
+
+    frame, notes = runs_frame(table, n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col,
+                              budget_col=budget_col, budget_tolerance=budget_tolerance, best_of=best_of)
+    _check_analysis_options(n_bootstrap, confidence)
+    return Result.from_table(frame, notes, output_dir, exclude_outliers=exclude_outliers,
+                             n_bootstrap=n_bootstrap, seed=seed, confidence=confidence)
 
 
 def compare(

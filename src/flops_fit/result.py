@@ -90,6 +90,19 @@ class Result:
         return cls(analysis, records, plan, output_dir, plan_fingerprint)
 
     @classmethod
+    def from_table(
+        cls,
+        table: pd.DataFrame,
+        notes: Sequence[str] = (),
+        output_dir: str | Path | None = None,
+        **options: Any,
+    ) -> "Result":
+        """Fit every approach to a runs table (from `analysis.data_io.runs_frame`); `notes` lead the warnings."""
+        analysis = analyze(table, **options)
+        analysis.warnings[:0] = list(notes)
+        return cls(analysis, [], None, output_dir)
+
+    @classmethod
     def load(cls, output_dir: str | Path, *, reanalyze: bool = False, **options: Any) -> "Result":
         """Rebuild from sweep.json (optional) and results.json.
 

@@ -18,7 +18,7 @@ from flops_fit.analysis.bootstrap import (
     bootstrap_parametric,
     percentile_interval,
 )
-from flops_fit.analysis.data_io import load_chinchilla, load_fit_data
+from flops_fit.analysis.data_io import load_chinchilla, load_fit_data, load_llama3
 from flops_fit.analysis.isoflop import (
     BudgetOptimum,
     IsoFLOPAnalysis,
@@ -221,6 +221,28 @@ def approach_estimates(analysis: Analysis, approach: str, compute: float) -> dic
     return out
 
 
+def optimum_curves(analysis: Analysis, approach: str, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """N_opt and loss at the optimum along `grid`: point estimates (2, G) and resamples (S, 2, G) or None."""
+    grid = np.asarray(grid, dtype=float)
+    if approach == "approach_3":
+        fit, b = analysis.parametric, analysis.bootstrap
+        n, _ = fit.optimal_allocation(grid)
+        point = np.vstack([n, fit.optimal_loss(grid)])
+        samples = None if b is None or not len(b.samples) else np.moveaxis(b.samples_at(grid)[:, :, [0, 2]], 2, 1)
+        return point, samples
+    iso, b2 = analysis.isoflop, analysis.isoflop_bootstrap
+    if iso is None:
+        raise ValueError("approach: Approach 2 was not fitted for these runs")
+    point = np.vstack([iso.n_opt_fit(grid), iso.l_opt_fit(grid)])
+    if b2 is None:
+        return point, None
+    with np.errstate(all="ignore"):
+        n_s = np.exp(b2.n_log_k[:, None] + b2.n_exponent[:, None] * np.log(grid)[None, :])
+        lp = b2.loss_params
+        l_s = lp[:, 0, None] + lp[:, 1, None] * grid[None, :] ** (-lp[:, 2, None])
+    return point, np.stack([n_s, l_s], axis=1)
+
+
 def _cis(n_s: np.ndarray, d_s: np.ndarray, l_s: np.ndarray, a_s: np.ndarray, conf: float) -> dict[str, Any]:
     return {
         "optimal_params_ci": _percentile_ci(n_s, conf),
@@ -235,5 +257,5 @@ __all__ = [
     "ANALYSIS_KIND", "ANALYSIS_SCHEMA", "Analysis", "AnalysisOptions", "BootstrapResult", "BudgetOptimum",
     "Evidence", "ExcludedPoint", "Finding", "IsoFLOPAnalysis", "IsoFLOPBootstrap", "LossLaw", "PARAM_NAMES", "ParametricFit",
     "PowerLaw", "TARGET_NAMES", "analyze", "approach_estimates", "bootstrap_indices", "bootstrap_parametric",
-    "canonical_order", "fit_isoflop", "fit_parametric", "flag_basic_outliers", "flag_outliers", "load_chinchilla", "load_fit_data",
+    "canonical_order", "fit_isoflop", "optimum_curves", "fit_parametric", "flag_basic_outliers", "flag_outliers", "load_chinchilla", "load_fit_data", "load_llama3",
 ]

@@ -38,6 +38,10 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 _RECORD_KEYS = ("results", "experiments", "records", "runs", "data")
 
 REFERENCE_CHINCHILLA = "chinchilla_epoch_svg_extracted.csv"
+REFERENCE_LLAMA3 = "llama3_isoflops_points.csv"
+#: Llama 3's published compute-optimal fit (arXiv:2407.21783, section 3.2.1): D*(C) = 0.29·C^0.53 tokens,
+#: and the flagship allocation it gave: 402B parameters on 16.55T tokens at 3.8e25 FLOPs.
+LLAMA3_PUBLISHED = {"D_coefficient": 0.29, "D_exponent": 0.53, "compute": 3.8e25, "N_opt": 402e9, "D_opt": 16.55e12}
 
 
 @dataclass(frozen=True)
@@ -178,9 +182,17 @@ def load_fit_data(
 
     n_src = _find_column(frame, n_col, "N", "N")
     if n_src is None:
-        raise ValueError(
-            f"n_col={n_col!r}: column not found in {source}; available columns: {cols_list}"
-        )
+        d_try = _find_column(frame, d_col, "D", "D")
+        c_try = _find_column(frame, c_col if c_col is not None else "C", "C", "C")
+        if d_try is None or c_try is None:
+            raise ValueError(
+                f"n_col={n_col!r}: column not found in {source}, and no token and FLOPs columns to derive "
+                f"N = C/(6D) from (any two of N, D, C are needed); available columns: {cols_list}"
+            )
+        frame = frame.copy()  # N from C = 6·N·D, as Llama 3's published (C, D, loss) table needs
+        n_src = "C/(6D)"
+        frame[n_src] = (_check_positive_finite(frame[c_try], c_try, "c_col", "FLOPs C")
+                        / (6.0 * _check_positive_finite(frame[d_try], d_try, "d_col", "token counts D")))
     loss_src = _find_column(frame, loss_col, "loss", "loss")
     if loss_src is None:
         raise ValueError(
@@ -279,6 +291,17 @@ def load_chinchilla(*, drop_highest_loss: int = 0) -> pd.DataFrame:
     return out
 
 
+def load_llama3() -> pd.DataFrame:
+    """Llama 3's 133 IsoFLOP runs (10 budgets, 6e18-1e22 FLOPs) digitised from Figure 2 of the paper
+    (see reference/PROVENANCE.md). Columns ``compute_budget``, ``N`` (= C/(6D)), ``D``, ``loss``."""
+    ref = resources.files("flops_fit").joinpath("reference", REFERENCE_LLAMA3)
+    with ref.open("r") as fh:
+        raw = pd.read_csv(fh)
+    c = raw["compute_budget"].astype(float)
+    d = raw["training_tokens"].astype(float)
+    return pd.DataFrame({"compute_budget": c, "N": c / (6.0 * d), "D": d, "loss": raw["validation_loss"].astype(float)})
+
+
 def synthetic_isoflop(
     *,
     E: float = 2.0,
@@ -318,3 +341,94 @@ def synthetic_isoflop(
     law = E + A * out["N"] ** (-alpha) + B * out["D"] ** (-beta)
     out["loss"] = law * np.exp(noise * rng.standard_normal(len(out)))
     return out
+
+
+#: A budget label this far from a run's own 6·N·D is warned about, naming the run.
+BUDGET_LABEL_TOLERANCE = 0.20
+
+
+def runs_frame(
+    data: Any,
+    *,
+    n_col: str = "N",
+    d_col: str = "D",
+    loss_col: str = "loss",
+    c_col: str | None = None,
+    budget_col: str | None = None,
+    budget_tolerance: float = 0.10,
+    best_of: str | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """A user's runs as the analysis table (compute_budget, N, D, loss[, status, initial_loss,
+    experiment_id]) plus notes on what was derived, grouped, dropped or looks wrong.
+
+    Budgets come from a budget column (``budget_col``, or one named budget /
+    compute_budget), or else runs are grouped by their compute (C, or 6·N·D) into
+    budgets: consecutive runs, in order of compute, whose compute is within
+    ``budget_tolerance`` (relative) of their group's first run share a budget,
+    labelled with the group's geometric-mean compute. ``best_of``: a column over which
+    several runs share one (N, D), e.g. a learning-rate sweep: only the lowest loss
+    per (N, D) is kept.
+    """
+    if not (isinstance(budget_tolerance, (int, float)) and 0 < budget_tolerance < 1):
+        raise ValueError(f"budget_tolerance: expected a relative tolerance in (0, 1), found {budget_tolerance!r}")
+    fd = load_fit_data(data, n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col, budget_col=budget_col)
+    raw, _ = read_table(data)
+    frame = fd.frame.copy()
+    notes: list[str] = []
+    if fd.columns.get("N") == "C/(6D)":
+        notes.append(f"N derived as C/(6D) from columns {fd.columns['C']!r} and {fd.columns['D']!r}")
+    if fd.columns.get("D") == "C/(6N)":
+        notes.append(f"D derived as C/(6N) from columns {fd.columns['C']!r} and {fd.columns['N']!r}")
+    if "experiment_id" in raw.columns:
+        frame["experiment_id"] = raw.loc[frame.index, "experiment_id"].astype(str).to_numpy()
+    if best_of is not None:
+        if best_of not in raw.columns:
+            raise ValueError(f"best_of={best_of!r}: column not found; available columns: {list(raw.columns)[:20]}")
+        finite = frame[np.isfinite(frame["loss"])]
+        best = finite.groupby(["N", "D"], sort=False)["loss"].idxmin()
+        n_before = len(frame)
+        frame = frame.loc[sorted(best.to_numpy(), key=list(frame.index).index)]
+        notes.append(f"best_of={best_of!r}: kept the lowest loss of each (N, D), {len(frame)} of {n_before} runs "
+                     f"({n_before - len(frame)} dropped)")
+    six_nd = 6.0 * frame["N"] * frame["D"]
+    if "budget" in frame.columns:
+        label = pd.to_numeric(frame["budget"], errors="coerce").to_numpy(float)
+        if not np.all(np.isfinite(label) & (label > 0)):
+            i = int(np.flatnonzero(~(np.isfinite(label) & (label > 0)))[0])
+            raise ValueError(f"budget_col={fd.columns['budget']!r}: budgets must be positive finite FLOPs; found "
+                             f"{show(frame['budget'].iloc[i])} at row {show(frame.index[i])}")
+        off = np.abs(six_nd.to_numpy() / label - 1) > BUDGET_LABEL_TOLERANCE
+        for i in np.flatnonzero(off)[:5]:
+            notes.append(f"run {_run_label(frame, i)}: budget label {label[i]:.3g} is "
+                         f"{100 * abs(six_nd.iloc[i] / label[i] - 1):.0f}% off its 6·N·D = {six_nd.iloc[i]:.3g}")
+        if off.sum() > 5:
+            notes.append(f"... {int(off.sum())} runs in all have a budget label more than "
+                         f"{100 * BUDGET_LABEL_TOLERANCE:.0f}% off their 6·N·D")
+        frame["compute_budget"] = label
+    else:
+        c = frame["C"].to_numpy(float)
+        frame["compute_budget"] = group_budgets(c, budget_tolerance)
+        k = len(np.unique(frame["compute_budget"]))
+        notes.append(f"no budget column: {len(frame)} runs grouped into {k} budgets by compute "
+                     f"(within {100 * budget_tolerance:.0f}% of each group's first run)")
+    keep = [c for c in ("compute_budget", "N", "D", "loss", "status", "initial_loss", "experiment_id")
+            if c in frame.columns]
+    return frame[keep].reset_index(drop=True), notes
+
+
+def _run_label(frame: pd.DataFrame, i: int) -> str:
+    return str(frame["experiment_id"].iloc[i]) if "experiment_id" in frame else f"row {show(frame.index[i])}"
+
+
+def group_budgets(compute: np.ndarray, tolerance: float) -> np.ndarray:
+    """One budget label per run: runs grouped in order of compute, a new group when a run is more than
+    `tolerance` above its group's first; each group labelled with its geometric-mean compute."""
+    order = np.argsort(compute, kind="stable")
+    labels = np.empty(compute.size)
+    start = 0
+    lc = np.log(compute[order])
+    for j in range(1, compute.size + 1):
+        if j == compute.size or lc[j] - lc[start] > np.log1p(tolerance):
+            labels[order[start:j]] = float(np.exp(lc[start:j].mean()))
+            start = j
+    return labels

@@ -260,6 +260,10 @@ def choose(analysis: Analysis, agreement: list[BudgetAgreement], cases: list[Bac
         return "approach_3", "Approach 2 could not be fitted (no IsoFLOP budget with 3 or more sizes)"
     if fit is None or not fit.converged:
         return "approach_2", (analysis.parametric_note or "Approach 3 did not converge")
+    loose = [p for p in not_identified(analysis) if p in ("alpha", "beta")]
+    if loose:
+        return "approach_2", (f"Approach 3's {' and '.join(loose)} are not identified by these runs (at a bound), "
+                              "so its optimum is not either")
     good = [a for a in agreement if a.trusted]
     if not good:
         return "approach_3", ("no budget's IsoFLOP minimum is bracketed well enough to check Approach 2 against "

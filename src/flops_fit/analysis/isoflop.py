@@ -255,16 +255,19 @@ def fit_isoflop(df: pd.DataFrame) -> IsoFLOPAnalysis:
     usable = df[np.isfinite(df["loss"].astype(float))]
     optima: list[BudgetOptimum] = []
     notes: list[str] = []
+    skipped: list[str] = []
     for budget, group in usable.groupby("compute_budget", sort=True):
         k = group["N"].nunique()
         if k < MIN_SIZES_PER_BUDGET:
-            notes.append(f"budget {float(budget):.3e}: only {k} distinct model size(s) completed, an IsoFLOP "
-                         f"minimum needs {MIN_SIZES_PER_BUDGET}; left out of Approach 2")
+            skipped.append(f"{float(budget):.3g} ({k})")
             continue
         o = fit_budget(float(budget), group["N"].to_numpy(float), group["loss"].to_numpy(float))
         optima.append(o)
         if o.warning:
             notes.append(o.warning)
+    if skipped:
+        notes.append(f"{len(skipped)} budget(s) with fewer than {MIN_SIZES_PER_BUDGET} distinct model sizes left out "
+                     f"of Approach 2 (budget (sizes)): {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}")
     if len(optima) < 2:
         raise ValueError(
             f"data: Approach 2 needs optima at 2 or more compute budgets with {MIN_SIZES_PER_BUDGET}+ model sizes "
