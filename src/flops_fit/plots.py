@@ -27,6 +27,8 @@ def isoflop_curves(df: pd.DataFrame, analysis: "Analysis") -> Figure:
     """Loss vs N per budget with each fitted parabola and its vertex."""
     fig, ax = plt.subplots(figsize=(7, 5))
     iso = analysis.isoflop
+    if "compute_budget" not in df:
+        df = df.assign(compute_budget=6.0 * df["N"] * df["D"])
     budgets = sorted(df["compute_budget"].unique())
     colors = _budget_colors(budgets)
     used = df[~df["outlier"]] if "outlier" in df else df
@@ -37,7 +39,7 @@ def isoflop_curves(df: pd.DataFrame, analysis: "Analysis") -> Figure:
         out = df[df["outlier"] & np.isfinite(df["loss"])]
         if len(out):
             ax.scatter(out["N"], out["loss"], marker="x", color="red", s=40, zorder=4, label="outlier (excluded)")
-    for o in iso.optima:
+    for o in (iso.optima if iso is not None else []):
         g = used[used["compute_budget"] == o.compute_budget]
         if o.parabola is not None and len(g):
             x = np.linspace(np.log(g["N"].min()), np.log(g["N"].max()), 100)
@@ -49,35 +51,53 @@ def isoflop_curves(df: pd.DataFrame, analysis: "Analysis") -> Figure:
     ax.set_xlabel("parameters N")
     ax.set_ylabel("final loss")
     ax.set_title("IsoFLOP curves  (★ parabola vertex, ◆ best sampled: not bracketed)", fontsize=10)
-    ax.legend(fontsize=8)
+    if len(budgets) <= 12:
+        ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig
 
 
 def scaling_laws(analysis: "Analysis") -> Figure:
-    """N_opt, D_opt and L_opt against compute, with the fitted laws extrapolated."""
+    """N_opt, D_opt and L_opt against compute, with the fitted laws extrapolated; the budgets the
+    back-test held out are circled, with the held-out predictions drawn as crosses."""
     iso = analysis.isoflop
-    c = np.array([o.compute_budget for o in iso.optima])
-    grid = np.geomspace(c.min() / 3, c.max() * 30, 100)
+    b = analysis.budgets
+    grid = np.geomspace(b[0] / 3, b[-1] * 30, 100)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    pts = {
-        "N_opt (parameters)": (np.array([o.n_opt for o in iso.optima]), iso.n_opt_fit(grid),
-                               f"N = {iso.n_opt_fit.coefficient_k:.3g}·C^{iso.n_opt_fit.exponent_a:.3f}"),
-        "D_opt (data units)": (np.array([o.d_opt for o in iso.optima]), iso.d_opt_fit(grid),
-                               f"D = {iso.d_opt_fit.coefficient_k:.3g}·C^{iso.d_opt_fit.exponent_a:.3f}"),
-        "loss at optimum": (np.array([o.loss_opt for o in iso.optima]), iso.l_opt_fit(grid),
-                            f"L = {iso.l_opt_fit.l_inf:.3g} + {iso.l_opt_fit.coefficient_k:.3g}·"
-                            f"C^-{iso.l_opt_fit.exponent_a:.3f}"),
-    }
+    labels = ("N_opt (parameters)", "D_opt (data units)", "loss at optimum")
     par = analysis.parametric
-    for ax, (label, (y, fit, eq)) in zip(axes, pts.items()):
-        ax.scatter(c, y, color="C0", zorder=3, label="IsoFLOP optima")
-        ax.plot(grid, fit, color="C0", lw=1.5, label=f"Approach 2: {eq}")
+    held = {}
+    if analysis.evidence is not None:
+        for case in analysis.evidence.backtest:
+            if case.held_out == (case.compute,):  # the one-budget-ahead refit
+                held.setdefault(case.compute, {})[case.approach] = case
+    for ax, label in zip(axes, labels):
+        if iso is not None:
+            c = np.array([o.compute_budget for o in iso.optima])
+            y = {labels[0]: [o.n_opt for o in iso.optima], labels[1]: [o.d_opt for o in iso.optima],
+                 labels[2]: [o.loss_opt for o in iso.optima]}[label]
+            fit = {labels[0]: (iso.n_opt_fit(grid), f"N = {iso.n_opt_fit.coefficient_k:.3g}·C^"
+                                                   f"{iso.n_opt_fit.exponent_a:.3f}"),
+                   labels[1]: (iso.d_opt_fit(grid), f"D = {iso.d_opt_fit.coefficient_k:.3g}·C^"
+                                                   f"{iso.d_opt_fit.exponent_a:.3f}"),
+                   labels[2]: (iso.l_opt_fit(grid), f"L = {iso.l_opt_fit.l_inf:.3g} + "
+                               f"{iso.l_opt_fit.coefficient_k:.3g}·C^-{iso.l_opt_fit.exponent_a:.3f}")}[label]
+            ax.scatter(c, y, color="C0", zorder=3, label="IsoFLOP optima")
+            ax.plot(grid, fit[0], color="C0", lw=1.5, label=f"Approach 2: {fit[1]}")
+            for hc, cases in held.items():
+                o = next(o for o in iso.optima if o.compute_budget == hc)
+                yo = {labels[0]: o.n_opt, labels[1]: o.d_opt, labels[2]: o.loss_opt}[label]
+                ax.scatter([hc], [yo], s=180, facecolor="none", edgecolor="black", zorder=4,
+                           label="held out by the back-test")
+                for ap, case in cases.items():
+                    yp = {labels[0]: case.n_pred, labels[1]: hc / (6 * case.n_pred), labels[2]: case.loss_pred}[label]
+                    ax.scatter([hc], [yp], marker="x", s=60, color="C0" if ap == "approach_2" else "C3", zorder=5,
+                               label=f"{'Approach 2' if ap == 'approach_2' else 'Approach 3'} back-test "
+                                     f"(×{case.n_factor:.2f})")
         if par is not None:
-            n3 = np.array([par.optimal_allocation(g)[0] for g in grid])
-            y3 = {"N_opt (parameters)": n3, "D_opt (data units)": grid / (6 * n3),
-                  "loss at optimum": par.predict_loss(n3, grid / (6 * n3))}[label]
+            n3 = np.asarray(par.optimal_allocation(grid)[0])
+            y3 = {labels[0]: n3, labels[1]: grid / (6 * n3), labels[2]: par.predict_loss(n3, grid / (6 * n3))}[label]
             ax.plot(grid, y3, color="C3", lw=1.5, ls="--", label="Approach 3: parametric L(N, D)")
             band = _approach3_band(analysis, grid, label)
             if band is not None:
@@ -85,13 +105,16 @@ def scaling_laws(analysis: "Analysis") -> Figure:
                 ax.fill_between(grid, band[0], band[1], color="C3", alpha=0.15, lw=0,
                                 label=f"Approach 3 {conf}% bootstrap band")
         ax.set_xscale("log")
-        if label != "loss at optimum":
+        if label != labels[2]:
             ax.set_yscale("log")
         ax.set_xlabel("compute C (FLOPs)")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle("Compute-optimal scaling laws")
+    title = "Compute-optimal scaling laws"
+    if analysis.evidence is not None:
+        title += f"  (predictions: {'Approach 2' if analysis.predict_with == 'approach_2' else 'Approach 3'})"
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -111,13 +134,14 @@ def _approach3_band(analysis: "Analysis", grid: np.ndarray, label: str) -> tuple
 def tokens_per_param(analysis: "Analysis") -> Figure:
     """D_opt/N_opt against compute (Chinchilla's ~20 for reference)."""
     iso = analysis.isoflop
-    c = np.array([o.compute_budget for o in iso.optima])
-    ratio = np.array([o.tokens_per_param for o in iso.optima])
-    grid = np.geomspace(c.min() / 3, c.max() * 30, 100)
+    b = analysis.budgets
+    grid = np.geomspace(b[0] / 3, b[-1] * 30, 100)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter(c, ratio, color="C0", zorder=3, label="IsoFLOP optima")
-    n = iso.n_opt_fit(grid)
-    ax.plot(grid, grid / (6 * n * n), color="C0", label="Approach 2 fit")
+    if iso is not None:
+        c = np.array([o.compute_budget for o in iso.optima])
+        ax.scatter(c, [o.tokens_per_param for o in iso.optima], color="C0", zorder=3, label="IsoFLOP optima")
+        n = iso.n_opt_fit(grid)
+        ax.plot(grid, grid / (6 * n * n), color="C0", label="Approach 2 fit")
     if analysis.parametric is not None:
         n3 = np.array([analysis.parametric.optimal_allocation(g)[0] for g in grid])
         ax.plot(grid, grid / (6 * n3 * n3), color="C3", ls="--", label="Approach 3 fit")

@@ -122,3 +122,26 @@ def test_target_plugin_model_trains_a_tiny_real_sweep(tmp_path):
         assert r["details"]["units_trained"] >= r["num_tokens"]  # the token budget was reached
     assert not (out / "checkpoints").exists()  # cleaned up once results.json holds the records
     assert_no_stray_dirs(tmp_path)
+
+
+def test_ff_analyze_and_visualize_a_table_of_runs(tmp_path):
+    """Runs the user already has (Llama 3's published points): same evidence as the library's ff.analyze."""
+    import flops_fit as ff_lib
+
+    raw = ff_lib.load_llama3().rename(columns={"D": "tokens", "loss": "val_loss"}).drop(columns=["N"])
+    raw.to_csv(tmp_path / "runs.csv", index=False)
+    args = ["table=runs.csv", "output_dir=fit", "analysis.n_bootstrap=30", "analysis.d_col=tokens",
+            "analysis.c_col=compute_budget", "analysis.loss_col=val_loss"]
+    proc = _ok(ff("analyze", *args, cwd=tmp_path))
+    assert proc.stdout.startswith("DISAGREE: ")
+    saved = json.loads((tmp_path / "fit" / "analysis" / "scaling_laws.json").read_text())
+    assert saved["predict_with"] == "approach_2"
+    lib = ff_lib.analyze(tmp_path / "runs.csv", d_col="tokens", c_col="compute_budget", loss_col="val_loss",
+                         n_bootstrap=30)
+    assert saved["table"][0]["N_opt"] == pytest.approx(lib.chinchilla_dataframe()["N_opt"].iloc[0], rel=1e-12)
+    _ok(ff("visualize", *args, cwd=tmp_path))
+    assert all((tmp_path / "fit" / "plots" / p).stat().st_size > 10_000 for p in PLOTS)
+    bad = ff("analyze", *args[:-1], "analysis.loss_col=nope", cwd=tmp_path)
+    assert bad.returncode != 0 and "loss_col='nope': column not found" in bad.stderr
+    bad = ff("analyze", "table=runs.csv", "output_dir=fit", cwd=tmp_path)
+    assert bad.returncode != 0 and "any two of N, D, C are needed" in bad.stderr

@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 TOP_KEYS = {
     "model", "data", "loss", "output_dir", "mode", "seed", "flops_accounting", "verbose", "progress",
     "experiment_id", "resume", "retry_failed", "compute", "planning", "executor", "mock_law", "analysis",
-    "training", "preset",
+    "training", "preset", "table",
 }
 COMPUTE_KEYS = {"budgets", "min_flops", "max_flops", "num_budgets"}
 PLANNING_KEYS = {
@@ -37,6 +37,8 @@ PLANNING_KEYS = {
 EXECUTOR_KEYS = {"name", "options"}
 MOCK_LAW_KEYS = {f.name for f in dataclasses.fields(MockLaw)}
 ANALYSIS_KEYS = {"exclude_outliers", "n_bootstrap", "seed", "confidence"}
+#: ff-analyze table=runs.csv: how a table of runs a user already has is read (ff.analyze's arguments)
+TABLE_KEYS = {"n_col", "d_col", "c_col", "loss_col", "budget_col", "budget_tolerance", "best_of"}
 
 
 def _unknown(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -83,7 +85,7 @@ class Study:
         _unknown(c["planning"], PLANNING_KEYS, "planning")
         _unknown(c["executor"], EXECUTOR_KEYS, "executor")
         _unknown(c["mock_law"], MOCK_LAW_KEYS, "mock_law")
-        _unknown(c["analysis"], ANALYSIS_KEYS, "analysis")
+        _unknown(c["analysis"], ANALYSIS_KEYS | TABLE_KEYS, "analysis")
         _unknown(c["loss"], {"_target_"}, "loss")
         for section in ("output_dir", "mode", "seed", "compute", "planning", "executor", "mock_law", "model"):
             _missing(c[section], section)
@@ -236,15 +238,29 @@ class Study:
 
     def analyze(self) -> Result:
         a = self.config["analysis"]
-        return stages.analyze_stage(
-            self.output_dir,
+        opts = dict(
             exclude_outliers=bool(a["exclude_outliers"]),
             n_bootstrap=_as_int(a.get("n_bootstrap", 1000), "analysis.n_bootstrap"),
             seed=_as_int(a.get("seed", 0), "analysis.seed"),
             confidence=float(a.get("confidence", 0.90)),
         )
+        table = self.config.get("table")
+        if table:  # runs the user already has: the same analysis as the library's ff.analyze
+            from flops_fit.api import analyze
+
+            reading = {k: a[k] for k in TABLE_KEYS if a.get(k) is not None}
+            result = analyze(str(table), **reading, **opts, output_dir=self.output_dir)
+            result.save()
+            return result
+        return stages.analyze_stage(self.output_dir, **opts)
 
     def visualize(self) -> list[Path]:
+        if self.config.get("table"):  # no results.json behind a table: analyse it again, then draw
+            import matplotlib.pyplot as plt
+
+            for fig in self.analyze().plot(show=False, save=True):
+                plt.close(fig)
+            return [self.output_dir / "plots" / name for name in stages.PLOT_FILES]
         return stages.visualize_stage(self.output_dir)
 
 
