@@ -13,7 +13,7 @@ from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
 from flops_fit.planning import PlanSettings, SweepPlan, make_budgets, plan_sweep
 from flops_fit.result import RESULTS_FILE, SWEEP_FILE, Result
 from flops_fit.training.mock import MockLaw, mock_run
-from flops_fit.training.store import ResultsStore
+from flops_fit.training.store import ResultsStore, driver_lock
 
 if TYPE_CHECKING:
     from flops_fit.comparison import Comparison
@@ -70,6 +70,8 @@ def find_optimal(
     n_bootstrap: int = 1000,
     confidence: float = 0.90,
     progress: bool | None = None,
+    retry_failed: bool = False,
+    max_retries: int = 2,
 ) -> Result | SweepPlan:
     """Plan an IsoFLOP sweep of `model_cls`, train it, and fit compute-optimal scaling laws.
 
@@ -84,7 +86,9 @@ def find_optimal(
     before any training starts. The analysis fits Approach 2 (IsoFLOP parabolas)
     and Approach 3 (parametric L(N, D)); `n_bootstrap` seeded resamples (seed =
     `seed`) give `confidence` percentile intervals; outliers are excluded unless
-    `exclude_outliers=False`.
+    `exclude_outliers=False`. A transient failure (out of memory, a killed run
+    process, a full disk) is retried up to `max_retries` times within the call and
+    again on the next call; other failures are kept and retried with `retry_failed=True`.
     """
     # ---- validate at the door --------------------------------------------
     if mode not in MODES:
@@ -96,6 +100,8 @@ def find_optimal(
     if mock_law is not None and mode != "mock":
         raise ValueError(f"mock_law: only used with mode='mock', found mode={mode!r}")
     _check_analysis_options(n_bootstrap, confidence)
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries: expected an int >= 0 (retries of a transient failure), found {max_retries!r}")
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output_dir: expected a directory, found a file at {out}")
@@ -210,7 +216,7 @@ def find_optimal(
     from flops_fit.stages import train_stage
 
     report = train_stage(out, run_fn, plan=plan, resume=resume, executor=executor, progress=progress,
-                         save_plan=True)
+                         save_plan=True, retry_failed=retry_failed, max_retries=max_retries)
     if report.moved_aside is not None:
         warnings.warn(f"resume=False: previous results moved to {report.moved_aside}", UserWarning, stacklevel=2)
 
@@ -236,17 +242,21 @@ def _check_results(plan: SweepPlan, out: Path, resume: bool) -> None:
 
 
 def _save_plan(plan: SweepPlan, out: Path) -> None:
-    """Write sweep.json unless it would orphan results made by another plan."""
-    results = out / RESULTS_FILE
-    if results.exists():
-        found, _ = ResultsStore.read(results)
-        if found != plan.fingerprint():
-            raise ValueError(
-                f"{results}: these results were made by a different plan (fingerprint {found}, this plan is "
-                f"{plan.fingerprint()}); refusing to overwrite {out / SWEEP_FILE}. Use a new output_dir, "
-                "or resume=False to move the old results aside."
-            )
-    plan.save(str(out / SWEEP_FILE))
+    """Write sweep.json unless it would orphan results made by another plan, or a driver is at work."""
+    with driver_lock(out) as mine:
+        if not mine:
+            raise RuntimeError(f"output_dir: a driver is training in {out} (its lock is held); refusing to "
+                               f"rewrite {out / SWEEP_FILE} under it")
+        results = out / RESULTS_FILE
+        if results.exists():
+            found, _ = ResultsStore.read(results)
+            if found != plan.fingerprint():
+                raise ValueError(
+                    f"{results}: these results were made by a different plan (fingerprint {found}, this plan is "
+                    f"{plan.fingerprint()}); refusing to overwrite {out / SWEEP_FILE}. Use a new output_dir, "
+                    "or resume=False to move the old results aside."
+                )
+        plan.save(str(out / SWEEP_FILE))
 
 
 

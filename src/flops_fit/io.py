@@ -10,7 +10,9 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -88,8 +90,10 @@ def read_json(path: str | os.PathLike) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             return json.load(fh)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); the file is corrupt") from None
     except json.JSONDecodeError as exc:
         raise ValueError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
@@ -113,3 +117,69 @@ def require(data: dict, key: str, source: str) -> Any:
     if key not in data:
         raise ValueError(f"{source}: required field {key!r} is missing")
     return data[key]
+
+
+#: What an id or name read from a file may look like before it touches the file system:
+#: letters, digits and ``. _ + -``, starting with a letter or digit, at most 128 characters.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
+def check_id(value: Any, source: str) -> str:
+    """`value` if it is a safe id (no separators, no '..', a fixed character set), else ValueError naming `source`."""
+    if not isinstance(value, str) or not _ID.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"{source}: expected an id of letters, digits and '._+-' (no path separators, no '..', at most 128 "
+            f"characters), found {value!r}; the file may have been edited or planted"
+        )
+    return value
+
+
+def inside(root: str | os.PathLike, *parts: str) -> Path:
+    """root/parts..., refused unless it resolves (symlinks followed) to a path under root."""
+    base = Path(root).resolve()
+    path = Path(root, *parts)
+    real = path.resolve()
+    if real != base and base not in real.parents:
+        raise ValueError(f"{path}: resolves to {real}, outside {base}; refusing to touch it")
+    return path
+
+
+def clean_stale_temp_files(root: str | os.PathLike, older_than_s: float = 900.0) -> list[Path]:
+    """Remove the atomic writers' temp files (``.<name>.*.tmp``) that a killed writer left behind.
+
+    Only files older than `older_than_s` are removed, so a writer still at work
+    (a job-array task, a run saving a checkpoint) keeps its own. Symlinks are never followed.
+    """
+    removed = []
+    now = time.time()
+    base = Path(root)
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        for name in filenames:
+            if not (name.startswith(".") and name.endswith(".tmp")):
+                continue
+            p = Path(dirpath) / name
+            try:
+                st = p.lstat()
+                if not p.is_symlink() and now - st.st_mtime > older_than_s:
+                    p.unlink()
+                    removed.append(p)
+            except OSError:
+                continue
+    return removed
+
+
+@contextlib.contextmanager
+def open_lock_file(path: str | os.PathLike) -> Iterator[int]:
+    """A lock file's descriptor, opened without following a symlink (O_NOFOLLOW): a planted link to a
+    user's file is refused, never truncated or written through."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if Path(path).is_symlink():
+            raise ValueError(f"{path}: is a symbolic link; refusing to use it as a lock file (remove it)") from None
+        raise OSError(exc.errno, f"{path}: cannot open the lock file: {exc.strerror}") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)

@@ -26,7 +26,7 @@ from flops_fit.analysis.evidence import (
     sort_findings,
 )
 from flops_fit.planning import SweepPlan
-from flops_fit.training.store import ResultsStore, RunRecord, records_to_dataframe
+from flops_fit.training.store import ResultsStore, RunRecord, check_against_plan, records_to_dataframe
 
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.json"
@@ -398,6 +398,9 @@ def read_results(out: Path, plan: SweepPlan | None) -> tuple[str, list[RunRecord
             f"{out / RESULTS_FILE}: field 'plan_fingerprint' is {fingerprint}, but {out / SWEEP_FILE} "
             f"describes plan {plan.fingerprint()}; the two files come from different sweeps"
         )
+    if plan is not None:
+        check_against_plan(records, {e.experiment_id: (e.compute_budget, e.num_params, e.num_tokens)
+                                     for e in plan.experiments}, str(out / RESULTS_FILE))
     return fingerprint, records
 
 

@@ -42,11 +42,17 @@ from flops_fit.planning import Experiment, PlanSettings, SweepPlan, _jsonable, m
 from flops_fit.result import ANALYSIS_FILE, PLOTS_DIR, RESULTS_FILE, SWEEP_FILE, Result, read_results
 from flops_fit.training.executors import get_executor
 from flops_fit.training.mock import MockLaw, mock_run
-from flops_fit.training.store import STATUS_FAILED, ResultsStore, RunRecord
-from flops_fit.training.sweep import RunFn, failed_record, run_sweep
+from flops_fit.training.store import (
+    LOCK_FILE,
+    STATUS_FAILED,
+    ResultsStore,
+    RunRecord,
+    check_against_plan,
+    driver_lock,
+)
+from flops_fit.training.sweep import DEFAULT_MAX_RETRIES, RunFn, failed_record, is_transient, run_sweep
 
 RECORDS_DIR = "records"
-LOCK_FILE = ".results.lock"
 RECORD_KIND = "flops-fit/record"
 RECORD_SCHEMA = 1
 PLOT_FILES = ("isoflops_curves.png", "scaling_laws.png", "tokens_per_param.png")
@@ -521,37 +527,23 @@ class TrainReport:
         return line
 
 
-@contextlib.contextmanager
-def driver_lock(output_dir: str | Path, *, wait: bool = False) -> Iterator[bool]:
-    """Exclusive lock making this process the one writer of results.json; yields whether it was acquired."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def _takes_wait(fn: Any) -> bool:
+    import inspect
+
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock, single driver assumed
-        yield True
-        return
-    fh = open(out / LOCK_FILE, "a+")
-    try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"{os.getpid()}\n")
-            fh.flush()
-            yield True
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    finally:
-        fh.close()
+        return "wait" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _record_path(out: Path, experiment_id: str) -> Path:
-    return out / RECORDS_DIR / f"{experiment_id}.json"
+    """records/<id>.json; the id is validated and the path must stay inside the output directory."""
+    return io.inside(out, RECORDS_DIR, f"{io.check_id(experiment_id, 'experiment_id')}.json")
+
+
+def planned_runs(plan: SweepPlan) -> dict[str, tuple[float, int, float]]:
+    """experiment id -> (budget, N, D) as planned: what every record read back is checked against."""
+    return {e.experiment_id: (e.compute_budget, e.num_params, e.num_tokens) for e in plan.experiments}
 
 
 def write_record_file(out: Path, record: RunRecord, plan_fingerprint: str) -> Path:
@@ -581,12 +573,18 @@ def merge_records(output_dir: str | Path, store: ResultsStore) -> int:
         return 0
     new = []
     for path in sorted(folder.glob("*.json")):
+        if path.is_symlink():
+            raise ValueError(f"{path}: is a symbolic link; record files must be plain files (remove it)")
         fp, rec = read_record_file(path)
         if fp != store.fingerprint:
             raise ValueError(
                 f"{path}: field 'plan_fingerprint' is {fp}, but sweep.json describes plan {store.fingerprint}; "
                 "this record belongs to another sweep (move it away)"
             )
+        if path.stem != rec.experiment_id:
+            raise ValueError(f"{path}: holds the record of {rec.experiment_id!r}, not of {path.stem!r}")
+        if store.planned is not None:
+            check_against_plan([rec], store.planned, str(path))
         old = store.get(rec.experiment_id)
         if old is None or old.to_dict() != rec.to_dict():
             new.append(rec)
@@ -629,6 +627,7 @@ def train_stage(
     executor_options: Mapping[str, Any] | None = None,
     progress: bool | None = None,
     save_plan: bool = False,
+    max_retries: int = DEFAULT_MAX_RETRIES,
 ) -> TrainReport:
     """Train the plan in ``output_dir/sweep.json`` (resuming), or only `experiment_id` of it.
 
@@ -657,7 +656,7 @@ def train_stage(
                     f"{fingerprint}; the two files come from different sweeps"
                 )
             done = next((r for r in records if r.experiment_id == exp.experiment_id), None)
-        if done is not None and resume and not (retry_failed and done.status == STATUS_FAILED):
+        if done is not None and resume and not done.transient and not (retry_failed and done.status == STATUS_FAILED):
             return TrainReport([], skipped=[exp.experiment_id], results_path=rpath)
         try:
             record = run_fn(exp)
@@ -667,7 +666,8 @@ def train_stage(
             import traceback
 
             record = failed_record(
-                exp, "".join(traceback.format_exception_only(type(exc), exc)).strip(), plan.flops_accounting
+                exp, "".join(traceback.format_exception_only(type(exc), exc)).strip(), plan.flops_accounting,
+                transient=is_transient(exc),
             )
         return TrainReport([record], results_path=write_record_file(out, record, fingerprint))
 
@@ -677,7 +677,8 @@ def train_stage(
                 f"output_dir: another driver is writing {out / RESULTS_FILE} (lock {out / LOCK_FILE} is held); "
                 "wait for it to finish, or run single experiments with experiment_id=..."
             )
-        store = ResultsStore(out / RESULTS_FILE, fingerprint, resume=resume)
+        io.clean_stale_temp_files(out)  # temp files of writers killed mid-write
+        store = ResultsStore(out / RESULTS_FILE, fingerprint, resume=resume, planned=planned_runs(plan))
         if store.moved_aside is not None and not save_plan:
             warnings.warn(f"resume=False: previous results moved to {store.moved_aside}", UserWarning, stacklevel=2)
         if save_plan:  # only now: the store has refused or moved aside results of another plan
@@ -686,12 +687,16 @@ def train_stage(
         skipped = sorted(store.done_ids(include_failed=not retry_failed) & {e.experiment_id for e in plan.runnable})
         ours = executor is None or isinstance(executor, str)  # objects the caller passed stay theirs to close
         ex = get_executor(executor, **dict(executor_options or {})) if ours else executor
+        interrupted = True
         try:
-            new = run_sweep(plan, run_fn, store, executor=ex, progress=progress, retry_failed=retry_failed)
+            new = run_sweep(plan, run_fn, store, executor=ex, progress=progress, retry_failed=retry_failed,
+                            max_retries=max_retries)
+            interrupted = False
         finally:
             shutdown = getattr(ex, "shutdown", None)
             if ours and callable(shutdown):
-                shutdown()
+                # Ctrl-C / SIGTERM: stop runs in flight now (their checkpoints stay); else let them finish
+                shutdown(wait=False) if interrupted and _takes_wait(shutdown) else shutdown()
         if (out / "checkpoints").is_dir():
             from flops_fit.training.checkpoint import cleanup_checkpoints
 

@@ -6,15 +6,12 @@ with their provenance in flops_fit/reference/PROVENANCE.md.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.optimize import minimize_scalar
 
 import flops_fit as ff
-from flops_fit.analysis.data_io import LLAMA3_PUBLISHED
+from flops_fit.analysis.data_io import LLAMA3_PUBLISHED, KaplanLaw, synthetic_isoflop
 
 # Epoch AI's re-fit of Chinchilla's Approach 3 (their paper, Table 1)
 EPOCH = {"E": 1.817, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -72,31 +69,19 @@ def test_chinchilla_default_answer_matches_epochs_refit():
 
 # ------------------------------------------------------------------ a law of another form (Kaplan et al. 2020)
 
-NC, DC, AN, AD = 8.8e13, 5.4e13, 0.076, 0.095
 BUDGETS = [1e17, 1e18, 1e19, 1e20, 1e21]
-
-
-def kaplan(n, d):
-    return ((NC / n) ** (AN / AD) + DC / d) ** AD
-
-
-def kaplan_n_opt(c: float) -> float:
-    f = lambda x: kaplan(math.exp(x), c / (6 * math.exp(x)))  # noqa: E731
-    return math.exp(minimize_scalar(f, bounds=(0, 80), method="bounded", options={"xatol": 1e-10}).x)
+KAPLAN = KaplanLaw()
 
 
 def kaplan_sweep(seed: int, noise: float = 0.01) -> pd.DataFrame:
     """The default planner grid: 7 sizes over ±1 decade around 20 tokens/parameter."""
-    rng = np.random.default_rng(seed)
-    rows = [(c, n, c / (6 * n)) for c in BUDGETS for n in np.sqrt(c / 120) * np.logspace(-1, 1, 7)]
-    df = pd.DataFrame(rows, columns=["compute_budget", "N", "D"])
-    df["loss"] = kaplan(df["N"], df["D"]) * np.exp(noise * rng.standard_normal(len(df)))
-    return df
+    df = synthetic_isoflop(law=KAPLAN, budgets=BUDGETS, noise=noise, seed=seed)
+    return df.rename(columns={"budget": "compute_budget"})[["compute_budget", "N", "D", "loss"]]
 
 
 def test_kaplan_law_default_lands_within_1_5x_or_says_so():
     target = 1000 * BUDGETS[-1]
-    truth = kaplan_n_opt(target)
+    truth = KAPLAN.n_opt(target)
     within = 0
     for seed in range(20):
         res = ff.analyze(kaplan_sweep(seed), n_bootstrap=20, seed=seed)

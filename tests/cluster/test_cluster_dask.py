@@ -49,3 +49,24 @@ def test_worker_death_still_completes_every_run_once(tmp_path, dask_ex):
     assert sorted(ids) == sorted(e.experiment_id for e in plan.runnable) and len(set(ids)) == len(ids)
     assert all(r.status == STATUS_COMPLETED for r in recs)
     assert len((markers / f"{target}.attempts").read_text().splitlines()) == 2
+
+
+def test_local_cluster_refuses_other_users_tasks(dask_ex):
+    """Another local user who finds the scheduler's port cannot submit a task: TLS with this process's key."""
+    import distributed
+
+    addr = dask_ex.client.scheduler.address
+    assert addr.startswith("tls://127.0.0.1:")
+    plain = "tcp://" + addr.split("://", 1)[1]
+    with pytest.raises((OSError, TimeoutError)):
+        distributed.Client(plain, timeout="3s")
+    with pytest.raises((OSError, TimeoutError, TypeError, ValueError)):
+        distributed.Client(addr, timeout="3s")  # tls:// without the certificate
+
+
+def test_threads_only_cluster_uses_in_process_transport():
+    ex = DaskExecutor(n_workers=1, processes=False)
+    try:
+        assert ex.client.scheduler.address.startswith("inproc://")
+    finally:
+        ex.shutdown()

@@ -87,8 +87,37 @@ class Analysis:
 
 
 def flag_basic_outliers(df: pd.DataFrame) -> pd.DataFrame:
-    """Runs that cannot enter any fit: failed, diverged, non-finite, or not below their initial loss."""
-    return flag_outliers(df, loss_col="loss", status_col="status", initial_loss_col="initial_loss")
+    """Runs that cannot enter any fit: failed, diverged, non-finite, or not below their initial loss.
+    A failed run's reason is its own error (the real cause), not just its status."""
+    out = flag_outliers(df, loss_col="loss", status_col="status", initial_loss_col="initial_loss")
+    if "error" in out.columns:
+        for i in np.flatnonzero(out["outlier"].to_numpy() & out["error"].notna().to_numpy()):
+            err = str(out["error"].iloc[i]).strip().splitlines()
+            if err:
+                out.iloc[i, out.columns.get_loc("outlier_reason")] = f"{out['status'].iloc[i]}: {err[-1][:200]}"
+    return out
+
+
+def failure_findings(table: pd.DataFrame) -> list[Finding]:
+    """How many runs of each budget did not finish, why, and that the answer rests on fewer runs."""
+    if "status" not in table.columns:
+        return []
+    bad = table[table["status"].astype(str).isin(["failed", "diverged"])]
+    if not len(bad):
+        return []
+    per = bad.groupby("compute_budget").size() if "compute_budget" in bad else pd.Series({None: len(bad)})
+    tot = table.groupby("compute_budget").size() if "compute_budget" in table else pd.Series({None: len(table)})
+    parts = [f"{int(k)} of {int(tot[b])} at C={b:.3g}" for b, k in per.items() if b is not None]
+    transient = int(bad["transient"].fillna(False).astype(bool).sum()) if "transient" in bad else 0
+    first = bad.iloc[0]
+    how = ("transient failures are retried on the next call; " if transient else "") + \
+        "after fixing the cause, run again with retry_failed=True (CLI: retry_failed=true)"
+    return [Finding(
+        "warning", "failed_runs",
+        f"{len(bad)} run(s) did not finish ({', '.join(parts)}; {transient} transient); the answer rests on "
+        f"{len(table) - len(bad)} of {len(table)} runs; first: {first.get('experiment_id', 'row')}: "
+        f"{first['outlier_reason']}; {how}", None,
+        {"n_failed": len(bad), "n_transient": transient, "n_runs": len(table)})]
 
 
 def _percentile_ci(samples: np.ndarray, confidence: float) -> tuple[float, float] | None:
@@ -142,7 +171,7 @@ def analyze(
                      "the fits (see the outliers list)")
     analysis = Analysis(iso, table, opts, fit, note, boot, iso_boot, notes)
     analysis.evidence = gather(analysis, used)
-    found = evidence_findings(analysis)
+    found = evidence_findings(analysis) + failure_findings(table)
     top = analysis.budgets[-1]
     for c in (top, 1000 * top):
         found += prediction_findings(analysis, analysis.predict_with, c,

@@ -184,7 +184,7 @@ def load_fit_data(
     if n_src is None:
         d_try = _find_column(frame, d_col, "D", "D")
         c_try = _find_column(frame, c_col if c_col is not None else "C", "C", "C")
-        if d_try is None or c_try is None:
+        if n_col != "N" or d_try is None or c_try is None:  # a column named explicitly is never guessed
             raise ValueError(
                 f"n_col={n_col!r}: column not found in {source}, and no token and FLOPs columns to derive "
                 f"N = C/(6D) from (any two of N, D, C are needed); available columns: {cols_list}"
@@ -302,6 +302,32 @@ def load_llama3() -> pd.DataFrame:
     return pd.DataFrame({"compute_budget": c, "N": c / (6.0 * d), "D": d, "loss": raw["validation_loss"].astype(float)})
 
 
+@dataclass(frozen=True)
+class KaplanLaw:
+    """Kaplan et al. (2020)'s L(N, D) = ((Nc/N)^(αN/αD) + Dc/D)^αD, with their fitted constants.
+
+    A law of another functional form than Chinchilla's E + A/N^α + B/D^β: what a fit
+    must be tested against, since a test on its own form proves little.
+    """
+
+    Nc: float = 8.8e13
+    Dc: float = 5.4e13
+    alpha_N: float = 0.076
+    alpha_D: float = 0.095
+
+    def __call__(self, N: Any, D: Any) -> Any:
+        N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+        return ((self.Nc / N) ** (self.alpha_N / self.alpha_D) + self.Dc / D) ** self.alpha_D
+
+    def n_opt(self, C: float) -> float:
+        """The compute-optimal N at C (6·N·D = C), by a bounded 1-D minimisation in ln N."""
+        from scipy.optimize import minimize_scalar
+
+        f = lambda x: float(self(np.exp(x), C / (6.0 * np.exp(x))))  # noqa: E731
+        return float(np.exp(minimize_scalar(f, bounds=(0.0, 80.0), method="bounded",
+                                            options={"xatol": 1e-10}).x))
+
+
 def synthetic_isoflop(
     *,
     E: float = 2.0,
@@ -315,8 +341,12 @@ def synthetic_isoflop(
     tokens_per_param: float = 20.0,
     noise: float = 0.0,
     seed: int = 0,
+    law: Any = None,
 ) -> pd.DataFrame:
     """An IsoFLOP-style sweep on a known law, for tests, benchmarks and examples.
+
+    ``law``: any callable ``law(N, D) -> loss`` (e.g. :class:`KaplanLaw`) instead of
+    E + A/N^alpha + B/D^beta.
 
     Per budget C, ``points_per_budget`` values of N log-spaced over +-``span_decades``
     around sqrt(C / (6 * tokens_per_param)) (the 20-tokens-per-parameter point, which
@@ -338,8 +368,8 @@ def synthetic_isoflop(
         for N in centre * np.logspace(-span_decades, span_decades, points_per_budget):
             rows.append((N, C / (6.0 * N), C, C))
     out = pd.DataFrame(rows, columns=["N", "D", "C", "budget"])
-    law = E + A * out["N"] ** (-alpha) + B * out["D"] ** (-beta)
-    out["loss"] = law * np.exp(noise * rng.standard_normal(len(out)))
+    clean = E + A * out["N"] ** (-alpha) + B * out["D"] ** (-beta) if law is None else law(out["N"], out["D"])
+    out["loss"] = clean * np.exp(noise * rng.standard_normal(len(out)))
     return out
 
 

@@ -278,12 +278,24 @@ def choose(analysis: Analysis, agreement: list[BudgetAgreement], cases: list[Bac
             f"N={worst.n_vertex:.3g}" + _ci_text(worst.n_vertex_ci) + bt_text)
     worst_f = max(max(a.factor, 1 / a.factor) for a in good)
     if bt2 is not None and bt3 is not None:
-        if bt3 <= bt2 * BACKTEST_TIE:
+        tie = max(BACKTEST_TIE, held_out_noise(agreement, cases))
+        if bt3 <= bt2 * tie:
             return "approach_3", (f"Approach 3 agrees with the {len(good)} well-bracketed IsoFLOP minima "
-                                  f"(within ×{worst_f:.2f}) and back-tests as well as Approach 2" + bt_text)
-        return "approach_2", f"Approach 2 back-tests better" + bt_text
+                                  f"(within ×{worst_f:.2f}) and back-tests as well as Approach 2 (a difference "
+                                  f"below ×{tie:.2f}, the held-out minimum's own uncertainty, is not evidence)"
+                                  + bt_text)
+        return "approach_2", f"Approach 2 back-tests better, beyond the held-out minimum's uncertainty" + bt_text
     return "approach_3", (f"Approach 3 agrees with the {len(good)} well-bracketed IsoFLOP minima (within "
                           f"×{worst_f:.2f}); too few budgets to back-test")
+
+
+def held_out_noise(agreement: list[BudgetAgreement], cases: list[BacktestCase]) -> float:
+    """How far a held-out vertex itself is uncertain: the largest sqrt(upper / lower) of its bootstrap
+    interval (1 when unknown). Back-test errors that differ by less say nothing."""
+    held = {c.compute for c in cases}
+    widths = [math.sqrt(a.n_vertex_ci[1] / a.n_vertex_ci[0]) for a in agreement
+              if a.compute in held and a.n_vertex_ci and a.n_vertex_ci[0] > 0 and math.isfinite(a.n_vertex_ci[1])]
+    return max(widths, default=1.0)
 
 
 def _ci_text(ci: tuple[float, float] | None) -> str:

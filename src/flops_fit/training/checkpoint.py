@@ -16,31 +16,44 @@ Layout: ``<output_dir>/checkpoints/<experiment_id>/``
     ``record.json`` files are removed by :func:`cleanup_checkpoints` once
     results.json holds them (the API calls it after the sweep).
 
-Both files carry a fingerprint of (experiment, train config, seed, model); a
-checkpoint made under different settings is ignored (with a warning) and
-replaced, never silently resumed.
+``state.json``
+    The gate of ``state.pt``: its fingerprint, read (as plain JSON) before the
+    tensor file is opened at all.
+
+An output directory is untrusted input (shared, copied, synced): a checkpoint
+holds tensors and plain values only and is read with ``torch.load(weights_only=True)``,
+which refuses anything that would run code. A checkpoint made under other settings,
+a torn file, or one that is not plain data is reported in one warning line naming
+the file and set aside as ``state.pt.rejected-<time>`` (kept for a human to
+inspect), never resumed and never silently dropped. Ids are validated before they
+reach the file system, and every path must stay under the output directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import time
+import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 
 from flops_fit import io
 
 STATE_FILE = "state.pt"
+STATE_GATE = "state.json"
 RECORD_FILE = "record.json"
 CHECKPOINT_DIR = "checkpoints"
 
 
 def checkpoint_dir(output_dir: str | os.PathLike, experiment_id: str) -> Path:
-    return Path(output_dir) / CHECKPOINT_DIR / experiment_id
+    """checkpoints/<id>/ of one experiment; the id is validated and the path must stay inside output_dir."""
+    return io.inside(output_dir, CHECKPOINT_DIR, io.check_id(experiment_id, "experiment_id"))
 
 
 def fingerprint(obj: Any) -> str:
@@ -50,24 +63,88 @@ def fingerprint(obj: Any) -> str:
 
 
 def save_state(ckpt_dir: Path, state: dict[str, Any]) -> Path:
-    """Atomically write the in-progress state (temp file in the same directory, then rename)."""
+    """Atomically write the in-progress state (tensors and plain values; `state["fingerprint"]` required),
+    then its JSON gate. A kill between the two leaves a gate of the same run: both are checked on load."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = ckpt_dir / STATE_FILE
     with io.atomic_open(path, "wb") as fh:
         torch.save(state, fh)
+    io.atomic_write_json(ckpt_dir / STATE_GATE, {"fingerprint": state["fingerprint"]})
     return path
 
 
-def load_state(ckpt_dir: Path) -> dict[str, Any] | None:
-    """The saved state, or None if there is none (a corrupt file counts as none)."""
+def load_state(ckpt_dir: Path, fp: str) -> dict[str, Any] | None:
+    """The saved state of the run with fingerprint `fp`, or None.
+
+    The fingerprint is read from the JSON gate first, so a foreign checkpoint's tensor
+    file is never opened; the tensor file is then read with weights_only=True. Anything
+    that does not check out is set aside with one warning naming the file.
+    """
     path = ckpt_dir / STATE_FILE
     if not path.exists():
         return None
     try:
-        # our own file: it holds numpy RNG state, which weights_only=True refuses
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001 - a torn/corrupt checkpoint means: start over
+        gate = io.read_json(ckpt_dir / STATE_GATE)
+    except (FileNotFoundError, ValueError):
+        gate = None
+    if not isinstance(gate, dict) or gate.get("fingerprint") != fp:
+        why = "it was made with different settings" if isinstance(gate, dict) else "its state.json is missing or corrupt"
+        set_aside(path, why)
         return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torn, corrupt, or not plain data (a pickle payload is refused here)
+        set_aside(path, f"it could not be read as plain tensors ({type(exc).__name__}: {str(exc)[:120]})")
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fp:
+        set_aside(path, "its contents belong to another run")
+        return None
+    return state
+
+
+def set_aside(path: Path, why: str) -> Path:
+    """Rename a checkpoint that will not be resumed to <name>.rejected-<time>, with one warning line."""
+    aside = path.with_name(f"{path.name}.rejected-{time.strftime('%Y%m%d-%H%M%S')}")
+    k = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.rejected-{time.strftime('%Y%m%d-%H%M%S')}-{k}")
+        k += 1
+    try:
+        os.replace(path, aside)
+    except OSError:
+        aside = path
+    warnings.warn(f"{path}: not resumed because {why}; set aside as {aside.name}, the run starts from step 0",
+                  UserWarning, stacklevel=3)
+    return aside
+
+
+RUN_LOCK = ".run.lock"
+
+
+class RunBusyError(RuntimeError):
+    """Another process holds this experiment's run lock: it is training the same run right now."""
+
+
+@contextlib.contextmanager
+def run_lock(ckpt_dir: Path) -> Iterator[None]:
+    """Hold checkpoints/<id>/.run.lock while training, so no two processes (an orphan of a killed driver, a
+    job of an earlier submission) ever train the same experiment into the same checkpoint."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with io.open_lock_file(ckpt_dir / RUN_LOCK) as fd:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusyError(f"{ckpt_dir / RUN_LOCK}: another process is training this experiment now; "
+                               "it is retried once that process has finished") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def save_record(ckpt_dir: Path, record: dict[str, Any], fp: str) -> None:
@@ -75,23 +152,35 @@ def save_record(ckpt_dir: Path, record: dict[str, Any], fp: str) -> None:
 
 
 def load_record(ckpt_dir: Path, fp: str) -> dict[str, Any] | None:
+    """The finished record of the run with fingerprint `fp`, or None; a record that is not a valid
+    results record (a forged or damaged file) is set aside with a warning."""
+    from flops_fit.training.store import RunRecord
+
     path = ckpt_dir / RECORD_FILE
     if not path.exists():
         return None
     try:
         data = io.read_json(path)
-    except ValueError:
+    except ValueError as exc:
+        set_aside(path, str(exc))
         return None
     if not isinstance(data, dict) or data.get("fingerprint") != fp:
+        set_aside(path, "it was made with different settings")
+        return None
+    try:
+        RunRecord.from_dict(data.get("record"), str(path), 0)
+    except (ValueError, TypeError) as exc:
+        set_aside(path, str(exc))
         return None
     return data.get("record")
 
 
 def remove_state(ckpt_dir: Path) -> None:
-    try:
-        (ckpt_dir / STATE_FILE).unlink()
-    except FileNotFoundError:
-        pass
+    for name in (STATE_FILE, STATE_GATE):
+        try:
+            (ckpt_dir / name).unlink()
+        except FileNotFoundError:
+            pass
 
 
 def cleanup_checkpoints(output_dir: str | os.PathLike, experiment_ids: Iterable[str]) -> list[str]:
@@ -104,8 +193,8 @@ def cleanup_checkpoints(output_dir: str | os.PathLike, experiment_ids: Iterable[
     removed = []
     root = Path(output_dir) / CHECKPOINT_DIR
     for exp_id in experiment_ids:
-        d = root / exp_id
-        if d.is_dir():
+        d = checkpoint_dir(output_dir, exp_id)  # refuses an id that would reach outside output_dir
+        if d.is_dir() and not d.is_symlink():
             shutil.rmtree(d, ignore_errors=True)
             removed.append(exp_id)
     try:

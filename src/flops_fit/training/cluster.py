@@ -534,6 +534,30 @@ class RayExecutor(_ClusterExecutor):
 # Dask
 
 
+def _local_cluster_security(processes: bool) -> dict[str, Any]:
+    """A LocalCluster that no other local user can submit tasks to.
+
+    An open TCP scheduler on 127.0.0.1 runs any task sent to it as the sweep's user,
+    for anyone on the machine. With worker processes the cluster therefore gets TLS
+    with a temporary self-signed certificate (mutual authentication: only holders of
+    this process's key connect); without worker processes it uses in-process transport,
+    which nothing outside this process can reach. No ``cryptography`` package: refused.
+    """
+    if not processes:
+        return {"protocol": "inproc://"}
+    try:
+        from distributed.security import Security
+
+        return {"security": Security.temporary(), "protocol": "tls://", "host": "127.0.0.1"}
+    except ImportError:
+        raise RuntimeError(
+            "executor='dask': a local Dask cluster with worker processes needs TLS so that no other user on this "
+            "machine can run tasks as you, and TLS needs the 'cryptography' package (pip install "
+            "'flops-fit[dask]'); or pass processes=False (threads, in-process transport), or the address/client "
+            "of a cluster you secured yourself"
+        ) from None
+
+
 class DaskExecutor(_ClusterExecutor):
     """Each run is one task on a dask.distributed cluster.
 
@@ -578,9 +602,10 @@ class DaskExecutor(_ClusterExecutor):
             self.client = distributed.Client(address)
         else:
             kw = {"n_workers": n_workers or min(2, os.cpu_count() or 1), "threads_per_worker": threads_per_worker,
-                  "processes": processes, "dashboard_address": None, **(cluster_kwargs or {})}
+                  "processes": processes, "dashboard_address": None, **_local_cluster_security(processes),
+                  **(cluster_kwargs or {})}
             self._cluster = distributed.LocalCluster(**kw)
-            self.client = distributed.Client(self._cluster)
+            self.client = distributed.Client(self._cluster, security=kw.get("security"))
         self.resources = dict(resources) if resources else None
         if capacity is None:
             capacity = max(1, sum(self.client.nthreads().values()))

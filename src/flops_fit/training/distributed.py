@@ -139,8 +139,8 @@ def ddp_train_run(exp: Any, inp: RunInputs) -> RunRecord | None:
     stream = SampleStream(inp.source, seed=inp.seed, indices=inp.train_indices, skip=inp.skip)
     step, samples_seen, curve, prior_wall = 0, 0, [], 0.0
 
-    state = ckpt.load_state(ckpt_dir)  # every rank reads the same file (shared storage)
-    if state is not None and state.get("fingerprint") == fp:
+    state = ckpt.load_state(ckpt_dir, fp)  # every rank reads the same file (shared storage)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -6,6 +6,7 @@ Cluster engines (Ray, Dask, submitit) plug in here without touching the trainer.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import pickle
 import signal
 import threading
@@ -45,8 +46,24 @@ class LocalExecutor:
         pass
 
 
-def _child_main(conn: Any, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process get SIGKILL when its parent dies (Linux prctl PR_SET_PDEATHSIG), and exit now if the
+    parent is already gone: a killed driver leaves no orphan training on, holding a GPU or a checkpoint."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: the parent's shutdown() still terminates us
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _child_main(conn: Any, parent_pid: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     """Body of a ProcessExecutor child: run fn, send ("ok", result) or ("err", exception)."""
+    die_with_parent(parent_pid)
     try:
         result = fn(*args, **kwargs)
         msg: tuple[str, Any] = ("ok", result)
@@ -94,7 +111,7 @@ class ProcessExecutor:
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
         fut: Future = Future()
         parent, child = self._ctx.Pipe(duplex=False)
-        proc = self._ctx.Process(target=_child_main, args=(child, fn, args, kwargs), daemon=False)
+        proc = self._ctx.Process(target=_child_main, args=(child, os.getpid(), fn, args, kwargs), daemon=False)
         try:
             proc.start()
         except Exception as exc:  # noqa: BLE001 - e.g. fn not picklable
@@ -154,13 +171,18 @@ class ProcessExecutor:
             fut.set_exception(exc)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Wait for runs in flight, or (wait=False) terminate them."""
+        """Wait for runs in flight, or (wait=False: Ctrl-C, SIGTERM) terminate them at once; a run keeps its
+        last checkpoint and resumes from it on the next call."""
         with self._lock:
             procs = list(self._procs)
         for p in procs:
             if not wait and p.is_alive():
                 p.terminate()
-            p.join()
+        for p in procs:
+            p.join(None if wait else 5.0)
+            if p.is_alive():
+                p.kill()
+                p.join()
 
 
 _EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "process": ProcessExecutor}

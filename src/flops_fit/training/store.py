@@ -7,17 +7,20 @@ in, and `resume=False` moves old results aside instead of deleting them.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Mapping
 
 import pandas as pd
 
 from flops_fit import io
 
+LOCK_FILE = ".results.lock"
 RESULTS_SCHEMA = 1
 RESULTS_KIND = "flops-fit/results"
 
@@ -77,6 +80,7 @@ class RunRecord:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"{where}: unknown field {unknown[0]!r}")
+        io.check_id(d["experiment_id"], f"{where}: field 'experiment_id'")
         if d["status"] not in STATUSES:
             raise ValueError(f"{where}: field 'status': expected one of {STATUSES}, found {d['status']!r}")
         for key in ("compute_budget", "num_params", "num_tokens", "flops"):
@@ -86,17 +90,48 @@ class RunRecord:
         loss = d["final_loss"]
         if loss is not None and (not isinstance(loss, (int, float)) or isinstance(loss, bool)):
             raise ValueError(f"{where}: field 'final_loss': expected a number or null, found {loss!r}")
-        if d["status"] == STATUS_COMPLETED and loss is None:
-            raise ValueError(f"{where}: field 'final_loss': a completed run needs a loss, found null")
+        if d["status"] == STATUS_COMPLETED and (loss is None or not math.isfinite(loss) or loss <= 0):
+            raise ValueError(f"{where}: field 'final_loss': a completed run needs a finite positive loss, "
+                             f"found {loss!r}")
+        if not isinstance(d.get("details", {}), dict):
+            raise ValueError(f"{where}: field 'details': expected an object, found {type(d['details']).__name__}")
         return cls(**d)
+
+    @property
+    def transient(self) -> bool:
+        """A failure that says nothing about the run (out of memory, killed, I/O error, worker lost)."""
+        return self.status == STATUS_FAILED and bool(self.details.get("transient"))
+
+
+def check_against_plan(records: Iterable[RunRecord], planned: Mapping[str, tuple[float, int, float]],
+                       source: str) -> None:
+    """Refuse, naming the record, any record the plan does not vouch for.
+
+    `planned` maps experiment id -> (compute_budget, num_params, num_tokens) of the plan.
+    A record of an unknown experiment, or one whose budget, N or D differ from the plan
+    (an edited or forged file), is an error, never silently fitted.
+    """
+    for r in records:
+        plan = planned.get(r.experiment_id)
+        if plan is None:
+            raise ValueError(f"{source}: record {r.experiment_id!r} is not an experiment of the plan in sweep.json; "
+                             "the file was edited, or comes from another sweep")
+        budget, n, d = plan
+        got = (r.compute_budget, r.num_params, r.num_tokens)
+        for name, want, have in zip(("compute_budget", "num_params", "num_tokens"), plan, got):
+            if not math.isclose(float(want), float(have), rel_tol=1e-9):
+                raise ValueError(f"{source}: record {r.experiment_id!r}: field {name!r} is {have!r}, but the plan "
+                                 f"in sweep.json says {want!r}; refusing an edited record")
 
 
 class ResultsStore:
     """Append-only view of results.json for one plan (identified by its fingerprint)."""
 
-    def __init__(self, path: str | Path, plan_fingerprint: str, *, resume: bool = True) -> None:
+    def __init__(self, path: str | Path, plan_fingerprint: str, *, resume: bool = True,
+                 planned: Mapping[str, tuple[float, int, float]] | None = None) -> None:
         self.path = Path(path)
         self.fingerprint = plan_fingerprint
+        self.planned = planned
         self._records: dict[str, RunRecord] = {}
         self.moved_aside: Path | None = None
         if self.path.exists():
@@ -108,6 +143,8 @@ class ResultsStore:
                         f"(fingerprint {found}, this plan is {plan_fingerprint}); refusing to mix them. "
                         "Use a new output_dir, or resume=False to move the old results aside and start over."
                     )
+                if planned is not None:
+                    check_against_plan(records, planned, str(self.path))
                 self._records = {r.experiment_id: r for r in records}
             else:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -145,9 +182,11 @@ class ResultsStore:
         return self._records.get(experiment_id)
 
     def done_ids(self, *, include_failed: bool = True) -> set[str]:
-        """Ids that need no more training (failed runs count as done unless retried on purpose)."""
+        """Ids that need no more training. Transient failures never count (they are retried on the next
+        call); deterministic ones count unless `include_failed` is False (retry_failed)."""
         return {
-            k for k, r in self._records.items() if include_failed or r.status != STATUS_FAILED
+            k for k, r in self._records.items()
+            if not r.transient and (include_failed or r.status != STATUS_FAILED)
         }
 
     def add(self, record: RunRecord) -> None:
@@ -187,6 +226,7 @@ def records_to_dataframe(records: Iterable[RunRecord]) -> pd.DataFrame:
                 "loss": float("nan") if r.final_loss is None else float(r.final_loss),
                 "status": r.status,
                 "error": r.error,
+                "transient": r.transient,
                 "flops_method": r.flops_method,
                 "units": r.units,
                 "wall_time_s": r.wall_time_s,
@@ -195,6 +235,30 @@ def records_to_dataframe(records: Iterable[RunRecord]) -> pd.DataFrame:
         )
     cols = [
         "experiment_id", "compute_budget", "size_value", "N", "D", "C", "loss", "status",
-        "error", "flops_method", "units", "wall_time_s", "initial_loss",
+        "error", "transient", "flops_method", "units", "wall_time_s", "initial_loss",
     ]
     return pd.DataFrame(rows, columns=cols)
+
+
+@contextlib.contextmanager
+def driver_lock(output_dir: str | Path, *, wait: bool = False) -> Iterator[bool]:
+    """Exclusive lock making this process the one writer of results.json; yields whether it was acquired."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock, single driver assumed
+        yield True
+        return
+    with io.open_lock_file(out / LOCK_FILE) as fd:  # O_NOFOLLOW: a planted symlink is refused
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)

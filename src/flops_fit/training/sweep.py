@@ -1,7 +1,16 @@
-"""The sweep driver: submit every unfinished experiment, write each result as it lands."""
+"""The sweep driver: submit every unfinished experiment, write each result as it lands.
+
+A failure is classified once, here: *transient* failures (out of memory, a run
+process killed by a signal or lost with its worker, an I/O error such as a full
+disk) say nothing about the run, so they are retried within the sweep up to
+``max_retries`` times and, if still failing, stored marked transient and retried
+on the next call; any other failure is deterministic (the same inputs fail the
+same way) and is stored, retried only with ``retry_failed``.
+"""
 
 from __future__ import annotations
 
+import errno
 import traceback
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -16,7 +25,37 @@ from flops_fit.training.store import STATUS_FAILED, ResultsStore, RunRecord
 RunFn = Callable[[Experiment], RunRecord]
 
 
-def failed_record(exp: Experiment, error: str, flops_method: str, units: str = "tokens") -> RunRecord:
+#: errno values of I/O failures that a retry can survive (a full disk freed, a file server back)
+TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN,
+                    errno.ENOMEM}
+#: exception class names of engines that lose workers (Ray, Dask), matched by name: their packages are optional
+TRANSIENT_NAMES = ("RunProcessDied", "OutOfMemoryError", "WorkerCrashedError", "ActorDiedError",
+                   "NodeDiedError", "KilledWorker", "WorkerLostError", "ObjectLostError", "RunBusyError")
+DEFAULT_MAX_RETRIES = 2
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that say nothing about the run itself (see the module docstring)."""
+    for e in _chain(exc):
+        if isinstance(e, MemoryError) or type(e).__name__ in TRANSIENT_NAMES:
+            return True
+        if isinstance(e, OSError) and e.errno in TRANSIENT_ERRNOS:
+            return True
+        if isinstance(e, RuntimeError) and "out of memory" in str(e).lower():
+            return True
+    return False
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def failed_record(exp: Experiment, error: str, flops_method: str, units: str = "tokens",
+                  transient: bool = False, attempts: int = 1) -> RunRecord:
     return RunRecord(
         experiment_id=exp.experiment_id,
         compute_budget=exp.compute_budget,
@@ -29,6 +68,7 @@ def failed_record(exp: Experiment, error: str, flops_method: str, units: str = "
         flops_method=flops_method,
         units=units,
         error=error,
+        details={"transient": transient, "attempts": attempts},
     )
 
 
@@ -40,13 +80,17 @@ def run_sweep(
     executor: Executor | None = None,
     progress: bool | None = None,
     retry_failed: bool = False,
+    max_retries: int = DEFAULT_MAX_RETRIES,
 ) -> list[RunRecord]:
     """Train every runnable experiment not yet in `store`; returns the records made now.
 
     Completed and diverged experiments are never redone (a diverged run is a
-    result: the same seed would diverge again); failed ones only with
-    `retry_failed`. Each record is made durable before the next is awaited.
+    result: the same seed would diverge again); deterministic failures only with
+    `retry_failed`; transient ones always, and up to `max_retries` more times
+    within this call. Each record is made durable before the next is awaited.
     """
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries: expected an int >= 0, found {max_retries!r}")
     executor = executor or LocalExecutor()
     done = store.done_ids(include_failed=not retry_failed)
     todo = deque(e for e in plan.runnable if e.experiment_id not in done)
@@ -63,6 +107,7 @@ def run_sweep(
     )
     flops_done = 0.0
     inflight: dict[Future, Experiment] = {}
+    attempts: dict[str, int] = {}
     try:
         while todo or inflight:
             while todo and len(inflight) < max(1, executor.capacity):
@@ -72,6 +117,10 @@ def run_sweep(
             for fut in finished:
                 exp = inflight.pop(fut)
                 exc = fut.exception()
+                attempts[exp.experiment_id] = attempts.get(exp.experiment_id, 0) + 1
+                if exc is not None and is_transient(exc) and attempts[exp.experiment_id] <= max_retries:
+                    todo.append(exp)  # a one-off fault: the same run again, resuming from its checkpoint
+                    continue
                 if exc is None:
                     record = fut.result()
                     if not isinstance(record, RunRecord) or record.experiment_id != exp.experiment_id:
@@ -81,7 +130,8 @@ def run_sweep(
                         )
                 else:
                     tb = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-                    record = failed_record(exp, tb, plan.flops_accounting)
+                    record = failed_record(exp, tb, plan.flops_accounting, transient=is_transient(exc),
+                                           attempts=attempts[exp.experiment_id])
                 store.add(record)
                 new.append(record)
                 flops_done += exp.flops

@@ -290,7 +290,12 @@ def evaluate(model: torch.nn.Module, val_batches: Sequence[Any], loss_fn: Callab
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """RNG states as tensors and plain values, so a checkpoint loads with weights_only=True."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -298,7 +303,9 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -348,7 +355,7 @@ def run_fingerprint(exp: Any, inp: RunInputs, **extra: Any) -> str:
     return ckpt.fingerprint(
         {
             "experiment": [exp.experiment_id, exp.size_value, exp.num_params, exp.num_tokens],
-            "config": inp.config.to_dict(),
+            "config": inp.config.identity(),  # operational settings (threads, progress, ...) may change on resume
             "seed": inp.seed,
             "model_kwargs": inp.model_kwargs,
             "size_param": inp.size_param,
@@ -392,7 +399,13 @@ def _next_micro_batch(stream: SampleStream, inp: RunInputs, remaining: float) ->
 
 
 def train_run(exp: Any, inp: RunInputs) -> RunRecord:
-    """Train one experiment to exactly its D units; resumable from its checkpoint."""
+    """Train one experiment to exactly its D units; resumable from its checkpoint. Holds the run's lock, so
+    no second process trains the same experiment at the same time."""
+    with ckpt.run_lock(ckpt.checkpoint_dir(inp.output_dir, exp.experiment_id)):
+        return _train_run(exp, inp)
+
+
+def _train_run(exp: Any, inp: RunInputs) -> RunRecord:
     t_start = time.perf_counter()
     cfg = inp.config
     if cfg.num_threads:
@@ -400,7 +413,9 @@ def train_run(exp: Any, inp: RunInputs) -> RunRecord:
     device = resolve_device(cfg)
     amp_dtype = resolve_dtype(cfg, device)
     ckpt_dir = ckpt.checkpoint_dir(inp.output_dir, exp.experiment_id)
-    fp = run_fingerprint(exp, inp, flops_accounting=inp.flops_accounting)
+    # the resolved precision is part of the run's identity: a CPU (fp32) checkpoint never resumes as bf16 on a GPU
+    fp = run_fingerprint(exp, inp, flops_accounting=inp.flops_accounting,
+                         precision="bf16-autocast" if amp_dtype is not None else "fp32")
     done = ckpt.load_record(ckpt_dir, fp)
     if done is not None:  # finished before a crash kept the driver from storing it
         ckpt.remove_state(ckpt_dir)
@@ -434,14 +449,7 @@ def train_run(exp: Any, inp: RunInputs) -> RunRecord:
     prior_wall = 0.0
     flops_per_unit: float | None = None
 
-    state = ckpt.load_state(ckpt_dir)
-    if state is not None and state.get("fingerprint") != fp:
-        warnings.warn(
-            f"{ckpt_dir}: checkpoint was made with different settings; starting {exp.experiment_id} from step 0",
-            UserWarning,
-            stacklevel=2,
-        )
-        state = None
+    state = ckpt.load_state(ckpt_dir, fp)  # None unless this run's own plain-tensor checkpoint
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
