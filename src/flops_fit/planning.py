@@ -174,6 +174,8 @@ class SweepPlan:
             exps = [Experiment(**e) for e in data["experiments"]]
         except TypeError as exc:
             raise ValueError(f"{source}: field 'experiments' has a malformed entry: {exc}") from None
+        for i, e in enumerate(exps):  # ids name files and folders: checked before they touch the file system
+            io.check_id(e.experiment_id, f"{source}: experiments[{i}].experiment_id")
         settings = PlanSettings(**data.get("settings", {}))
         return cls(
             budgets=[float(b) for b in data["budgets"]],

@@ -27,3 +27,28 @@ def add(a, b):
 
 def self_kill():
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+class FailOnce:
+    """A run function that fails in a given way the first time it meets each listed experiment, then runs
+    the mock law: the transient-fault test. Markers under `folder` remember what has failed already."""
+
+    def __init__(self, folder: str, faults: dict) -> None:
+        self.folder, self.faults = folder, faults
+
+    def __call__(self, exp):
+        import errno
+
+        kind = self.faults.get(exp.experiment_id)
+        marker = os.path.join(self.folder, f"failed-{exp.experiment_id}")
+        if kind and not os.path.exists(marker):
+            open(marker, "w").close()
+            if kind == "oom":
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            if kind == "enospc":
+                raise OSError(errno.ENOSPC, "No space left on device", "checkpoints/state.pt")
+            if kind == "signal":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if kind == "bug":
+                raise ValueError("a bug in the user's code")
+        return run_ok(exp)
