@@ -108,10 +108,10 @@ def _text_folder(root: Path) -> Path:
 def test_bert_wordpiece_masked_lm_on_text_folder(tmp_path):
     folder = _text_folder(tmp_path)
     res = ff.find_optimal(
-        "bert", model_kwargs={"n_layers": 1, "head_dim": 8, "max_seq_len": 32}, dataset=str(folder),
+        "bert", model_kwargs={"n_layers": 1, "head_dim": 4, "max_seq_len": 32}, dataset=str(folder),
         data_options={"tokenizer": "wordpiece", "vocab_size": 400, "seq_len": 32, "cache_dir": str(tmp_path / "c")},
-        compute_budgets=[1e9, 3e9], num_model_sizes=3, span_decades=0.4, center_tokens_per_param=5,
-        size_min=8, size_max=64, train_config=TINY, output_dir=tmp_path / "out", progress=False, n_bootstrap=20,
+        compute_budgets=[1e9, 3e9], num_model_sizes=3, span_decades=0.3, center_tokens_per_param=5,
+        size_min=4, size_max=64, train_config=TINY, output_dir=tmp_path / "out", progress=False, n_bootstrap=20,
     )
     _assert_trained(res, math.log(400))
     sweep = json.loads((tmp_path / "out" / "sweep.json").read_text())
@@ -121,10 +121,10 @@ def test_bert_wordpiece_masked_lm_on_text_folder(tmp_path):
 def test_gpt_bpe_causal_lm_on_text_folder(tmp_path):
     folder = _text_folder(tmp_path)
     res = ff.find_optimal(
-        "gpt", model_kwargs={"n_layers": 1, "head_dim": 8, "max_seq_len": 32}, dataset=str(folder),
+        "gpt", model_kwargs={"n_layers": 1, "head_dim": 4, "max_seq_len": 32}, dataset=str(folder),
         data_options={"tokenizer": "bpe", "vocab_size": 400, "seq_len": 32, "cache_dir": str(tmp_path / "c")},
-        compute_budgets=[1e9, 3e9], num_model_sizes=3, span_decades=0.4, center_tokens_per_param=5,
-        size_min=8, size_max=64, train_config=TINY, output_dir=tmp_path / "out", progress=False, n_bootstrap=20,
+        compute_budgets=[1e9, 3e9], num_model_sizes=3, span_decades=0.3, center_tokens_per_param=5,
+        size_min=4, size_max=64, train_config=TINY, output_dir=tmp_path / "out", progress=False, n_bootstrap=20,
     )
     _assert_trained(res, math.log(400))
 

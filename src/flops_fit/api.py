@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from flops_fit.contract import check_model
 from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
-from flops_fit.planning import PlanSettings, SweepPlan, make_budgets, plan_sweep
+from flops_fit.planning import PlanSettings, SweepPlan, check_trainable, make_budgets, plan_sweep
 from flops_fit.result import RESULTS_FILE, SWEEP_FILE, Result
 from flops_fit.training.mock import MockLaw, mock_run
 from flops_fit.training.store import ResultsStore, driver_lock
@@ -188,11 +188,7 @@ def find_optimal(
         return plan
 
     # ---- train ------------------------------------------------------------
-    if len(plan.budgets) < 2:  # one IsoFLOP curve pins down no law: refuse before paying for it
-        raise ValueError(
-            f"compute_budgets: a scaling-law fit needs 2 or more budgets (3 or more recommended), found "
-            f"{len(plan.budgets)} ({plan.budgets}); add budgets, or pass train=False for the plan alone"
-        )
+    check_trainable(plan)  # before paying for it: no runnable run, or one budget, pins down no law
     _check_results(plan, out, resume)
     if mode == "mock":
         run_fn = functools.partial(mock_run, law=law, seed=seed)
@@ -336,13 +332,9 @@ def _config_defaults(spec: Any) -> dict[str, Any]:
 def _model_objective(spec: Any, size_param: str, model_kwargs: dict | None, probe: int) -> str | None:
     if spec is None:
         return None
-    from flops_fit.models import create_model
+    from flops_fit.models import model_objective
 
-    try:
-        model = create_model({"architecture": spec.name, size_param: probe, **(model_kwargs or {})}, device="meta")
-        return getattr(model, "objective", None) or spec.objective
-    except Exception:  # noqa: BLE001 - the contract check reports bad fields properly
-        return spec.objective
+    return model_objective(spec.name, dict(model_kwargs or {}), probe)
 
 
 def _default_loss(spec: Any, size_param: str, model_kwargs: dict | None, probe: int) -> Any:

@@ -424,3 +424,18 @@ def plan_sweep(
         model_kwargs=dict(model_kwargs or {}),
         settings=s,
     )
+
+
+def check_trainable(plan: SweepPlan) -> None:
+    """Refuse, before anything trains, a plan whose runs cannot give a scaling law: no runnable run, or
+    runnable runs at fewer than 2 budgets (one IsoFLOP curve pins down no law). Library and CLI alike."""
+    if not plan.runnable:
+        reasons = sorted({e.flag_reason for e in plan.experiments if e.flagged})
+        raise ValueError(f"compute_budgets: no runnable experiment in this plan ({len(plan.experiments)} flagged"
+                         + (f": {reasons[0]}" if reasons else "") + "); use larger budgets or other size bounds")
+    budgets = sorted({e.compute_budget for e in plan.runnable})
+    if len(budgets) < 2:
+        raise ValueError(
+            f"compute_budgets: a scaling-law fit needs runnable runs at 2 or more budgets (3 or more recommended), "
+            f"found {len(budgets)} ({budgets}); add budgets, or pass train=False for the plan alone"
+        )

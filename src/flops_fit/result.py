@@ -185,7 +185,8 @@ class Result:
         "_ci" (None when the analysis ran without resamples). `approach`:
         "approach_2" or "approach_3"; default `predict_with`. "findings" lists what
         the runs cannot vouch for at this C (approaches disagreeing, an interval too
-        wide to act on, a size far outside the sweep), most severe first.
+        wide to act on, a size far outside the sweep), most severe first; "resamples"
+        is (successful refits, resamples drawn) behind the intervals.
         """
         c = _check_compute(compute_budget)
         approach = self.predict_with if approach is None else approach
@@ -214,7 +215,7 @@ class Result:
         for c in compute_budgets:
             p = self.predict(c, approach)
             n = p["optimal_params"]
-            flag = ("below the smallest swept model" if n < sizes.min() else
+            flag = ("below the smallest swept model" if n < sizes.min() * (1 - 1e-6) else
                     f"> {MAX_EXTRAPOLATION:.0e}× the largest swept model" if n > MAX_EXTRAPOLATION * sizes.max()
                     else "not informative" if any(f.code == "not_informative" for f in p["findings"]) else "")
             ci = {k: p.get(k) or (math.nan, math.nan) for k in

@@ -38,7 +38,7 @@ from flops_fit import io
 from flops_fit.contract import ModelContract, check_model
 from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
 from flops_fit.api import MODES, RegisteredModel, _probe_size, _save_plan
-from flops_fit.planning import Experiment, PlanSettings, SweepPlan, _jsonable, make_budgets, plan_sweep
+from flops_fit.planning import Experiment, PlanSettings, SweepPlan, _jsonable, check_trainable, make_budgets, plan_sweep
 from flops_fit.result import ANALYSIS_FILE, PLOTS_DIR, RESULTS_FILE, SWEEP_FILE, Result, read_results
 from flops_fit.training.executors import get_executor
 from flops_fit.training.mock import MockLaw, mock_run
@@ -156,9 +156,9 @@ def resolve_model(spec: Mapping[str, Any], *, vocab_size: int | None = None) -> 
         spec["vocab_size"] = vocab_size
     _, fields = validate_config({"architecture": arch, **spec})
     fields.pop(registry_spec.size_param, None)
-    objective = fields.get("objective") or registry_spec.objective
-    if arch in ("lstm", "gru", "rnn") and fields.get("bidirectional") and not fields.get("objective"):
-        objective = "masked_lm"
+    from flops_fit.models import model_objective
+
+    objective = model_objective(arch, fields)  # the model decides, as for find_optimal
     return ModelChoice(
         RegisteredModel(arch),
         registry_spec.size_param,
@@ -527,6 +527,21 @@ class TrainReport:
         return line
 
 
+def _check_precision(store: ResultsStore, run_fn: Any) -> None:
+    """Refuse to add runs at another precision than the finished ones (a CPU sweep resumed on a GPU would
+    otherwise mix fp32 and bf16 losses in one fit)."""
+    from flops_fit.training.local import run_precision
+
+    now = run_precision(run_fn)
+    before = sorted({str(r.details["dtype"]) for r in store.records if r.ok and r.details.get("dtype")})
+    if now is not None and before and now not in before:
+        raise ValueError(
+            f"train_config.dtype: the finished runs in {store.path} were trained at {', '.join(before)}, but this "
+            f"machine would train the rest at {now} (dtype='auto' follows the device); pass "
+            f"TrainConfig(dtype={'fp32' if 'fp32' in before else 'bf16'!r}) to match them, or use a new output_dir"
+        )
+
+
 def _takes_wait(fn: Any) -> bool:
     import inspect
 
@@ -671,6 +686,7 @@ def train_stage(
             )
         return TrainReport([record], results_path=write_record_file(out, record, fingerprint))
 
+    check_trainable(plan)  # the same rule as find_optimal's, before anything trains
     with driver_lock(out) as mine:
         if not mine:
             raise RuntimeError(
@@ -684,6 +700,7 @@ def train_stage(
         if save_plan:  # only now: the store has refused or moved aside results of another plan
             plan.save(str(out / SWEEP_FILE))
         merged = merge_records(out, store) if resume else 0
+        _check_precision(store, run_fn)
         skipped = sorted(store.done_ids(include_failed=not retry_failed) & {e.experiment_id for e in plan.runnable})
         ours = executor is None or isinstance(executor, str)  # objects the caller passed stay theirs to close
         ex = get_executor(executor, **dict(executor_options or {})) if ours else executor

@@ -157,3 +157,42 @@ def test_check_plan_matches_names_the_first_difference(tmp_path):
     other = Study(_compose("preset=mock_demo", "mock_law.noise=0.05", f"output_dir={out}")).identity()
     with pytest.raises(ValueError, match=r"field 'run_settings.mock_law.noise' is 0.01, but this configuration gives 0.05"):
         stages.check_plan_matches(plan, other, "sweep.json")
+
+
+def test_gmm_assignments_through_the_cli_uses_the_assignments_loss():
+    """The objective is asked of the model in one place: the CLI and the library pick the same loss."""
+    from flops_fit.models import losses
+
+    # num_clusters == dim once fooled the CLI's guess into the centres (MSE) loss
+    study = Study(_compose("model=gmm", "model.prediction_type=assignments", "model.num_clusters=2", "model.dim=2"))
+    model = study.model()
+    assert model.objective == "gmm_assignments"
+    assert stages.resolve_loss(None, model) is losses.gmm_assignments_loss
+    lstm = Study(_compose("model=lstm", "model.bidirectional=true")).model()
+    assert lstm.objective == "masked_lm"
+
+
+def test_one_budget_cli_sweep_is_refused_before_training(tmp_path):
+    proc = ff("run", "preset=mock_demo", "compute.budgets=[3e18]", "output_dir=one", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "a scaling-law fit needs runnable runs at 2 or more budgets" in proc.stderr
+    assert not (tmp_path / "one" / "results.json").exists()  # nothing was trained
+
+
+def test_train_stage_where_every_run_failed_exits_non_zero(tmp_path, monkeypatch, capsys):
+    from flops_fit.cli import main as cli_main
+    from flops_fit.planning import Experiment
+    from flops_fit.training.sweep import failed_record
+
+    exps = [Experiment(f"C1e9-w{k}", 1e9, 0, k, 100 * k, 1e6, 6e8) for k in (1, 2)]
+    report = stages.TrainReport([failed_record(e, "RuntimeError: mat1 and mat2 shapes cannot be multiplied",
+                                               "6ND") for e in exps])
+    monkeypatch.setattr(Study, "train", lambda self: report)
+    monkeypatch.chdir(tmp_path)
+    assert cli_main.main("train", ["preset=mock_demo", "output_dir=x"]) == 1
+    err = capsys.readouterr().err
+    assert "ff-train: error: all 2 run(s) of this stage failed or diverged; first: C1e9-w1: RuntimeError: mat1" in err
+    ok = stages.TrainReport([report.trained[0], dataclasses.replace(report.trained[1], status="completed",
+                                                                   final_loss=2.0, error=None)])
+    monkeypatch.setattr(Study, "train", lambda self: ok)
+    assert cli_main.main("train", ["preset=mock_demo", "output_dir=x"]) == 0  # one failure of two: not all

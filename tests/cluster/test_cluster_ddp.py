@@ -59,13 +59,16 @@ def test_resume_from_checkpoint_gives_the_same_curve(tmp_path):
     inp = _inputs(tmp_path / "cut", checkpoint_every_steps=5)
     with pytest.raises(RuntimeError, match="crash mid-run"):
         ddp_train_run(EXP, dataclasses.replace(inp, loss_fn=_FailsAfter(2 * 12 + 1)))  # dies in step 13
-    state = ckpt.load_state(ckpt.checkpoint_dir(tmp_path / "cut", EXP.experiment_id))
+    from flops_fit.training.trainer import run_fingerprint
+
+    fp = run_fingerprint(EXP, inp, engine="ddp")  # the checkpoint is read only under its own fingerprint
+    state = ckpt.load_state(ckpt.checkpoint_dir(tmp_path / "cut", EXP.experiment_id), fp)
     assert state is not None and state["step"] == 10
     rec = ddp_train_run(EXP, inp)
     assert rec.details["resumed_from_step"] == 10
     assert rec.details["loss_curve_full"] == pytest.approx(full.details["loss_curve_full"], abs=1e-6)
     assert rec.final_loss == pytest.approx(full.final_loss, abs=1e-6)
-    assert ckpt.load_state(ckpt.checkpoint_dir(tmp_path / "cut", EXP.experiment_id)) is None
+    assert ckpt.load_state(ckpt.checkpoint_dir(tmp_path / "cut", EXP.experiment_id), fp) is None
 
 
 def test_bad_inputs_are_named():

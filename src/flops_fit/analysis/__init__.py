@@ -232,6 +232,8 @@ def approach_estimates(analysis: Analysis, approach: str, compute: float) -> dic
         if b is not None and len(b.samples):
             n_s, d_s, l_s, _ = b.samples_at(compute)[:, 0].T
             out.update(_cis(n_s, d_s, l_s, b.samples[:, PARAM_NAMES.index("a")], conf))
+        if b is not None:
+            out["resamples"] = (int(len(b.samples)) - b.n_not_converged, b.n_resamples)
     else:
         iso = analysis.isoflop
         if iso is None:
@@ -244,9 +246,11 @@ def approach_estimates(analysis: Analysis, approach: str, compute: float) -> dic
         if b2 is not None:
             n_s = b2.n_opt_samples(compute)
             out.update(_cis(n_s, compute / (6.0 * n_s), b2.loss_samples(compute), b2.n_exponent, conf))
+            out["resamples"] = (b2.n_ok, b2.n_resamples)
     out["tokens_per_param"] = out["optimal_tokens"] / out["optimal_params"]
     for key in CI_KEYS:  # None: the analysis ran without resamples
         out.setdefault(key, None)
+    out.setdefault("resamples", None)  # (successful refits, resamples drawn) behind the intervals
     return out
 
 

@@ -417,8 +417,9 @@ def prediction_findings(analysis: Analysis, approach: str, compute: float, est: 
             f"at C={compute:.3g} the {round(100 * analysis.options.confidence)}% interval of N_opt spans "
             f"×{ci[1] / ci[0]:.1f} ({ci[0]:.3g}-{ci[1]:.3g}): not informative — add budgets or runs", compute,
             {"width": ci[1] / ci[0]}))
-    if not (math.isfinite(n) and n > 0) or n < n_min or n > MAX_EXTRAPOLATION * n_max:
-        where = (f"below the smallest swept model ({n_min:.3g})" if math.isfinite(n) and n < n_min
+    below = n < n_min * (1 - 1e-6)  # the smallest model itself (a best-sampled optimum) is not below it
+    if not (math.isfinite(n) and n > 0) or below or n > MAX_EXTRAPOLATION * n_max:
+        where = (f"below the smallest swept model ({n_min:.3g})" if math.isfinite(n) and below
                  else f"more than {MAX_EXTRAPOLATION:.0e}× the largest swept model ({n_max:.3g})")
         out.append(Finding("warning", "out_of_range",
                            f"at C={compute:.3g} the predicted N_opt={n:.3g} is {where}", compute, {"N_opt": n}))

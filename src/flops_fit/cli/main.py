@@ -174,9 +174,18 @@ def _do_plan(study: Any) -> None:
     )
 
 
+class StageFailed(RuntimeError):
+    """Every run a stage trained failed: the command exits with status 1 (its report says why)."""
+
+
 def _do_train(study: Any) -> None:
     report = study.train()
     print(report.summary())
+    if report.trained and not any(r.ok for r in report.trained):
+        first = report.trained[0]
+        why = (first.error or first.status).strip().splitlines()[-1] if (first.error or first.status) else ""
+        raise StageFailed(f"all {len(report.trained)} run(s) of this stage failed or diverged; first: "
+                          f"{first.experiment_id}: {why}")
 
 
 def _do_analyze(study: Any) -> None:

@@ -116,13 +116,9 @@ class Study:
         m = self.config["model"]
         if m.get("_target_") is not None or m.get("architecture") is None:
             return None
-        from flops_fit.models import get_model_spec
+        from flops_fit.models import model_objective
 
-        if m.get("objective"):
-            return m["objective"]
-        if m.get("bidirectional"):
-            return "masked_lm"
-        return get_model_spec(m["architecture"]).objective
+        return model_objective(m["architecture"], m)  # the one rule the library uses too
 
     def model(self) -> stages.ModelChoice:
         vocab = stages.tokenizer_vocab_size(self.config["data"], self.objective_hint()) if self._data_is_known() else None

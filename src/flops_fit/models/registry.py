@@ -378,6 +378,22 @@ def create_model(config: Any, device: str | torch.device | None = None) -> nn.Mo
     return model
 
 
+def model_objective(architecture: str, fields: Mapping[str, Any], size: int | None = None) -> str | None:
+    """The training objective of a registered architecture with these config fields, decided in one place:
+    by the model itself (its ``objective`` attribute: a bidirectional LSTM trains masked LM, a GMM with
+    ``prediction_type="assignments"`` trains cross-entropy), else the spec's default. The library and the
+    CLI both ask here. `size` (default: the head size, or 16) only has to be a valid size value."""
+    spec = get_model_spec(architecture)
+    cfg = {k: v for k, v in fields.items() if v is not None and k not in ("architecture", "size_param", "_target_")}
+    cfg[spec.size_param] = size if size is not None else cfg.get(spec.size_param) or int(cfg.get("head_dim", 16))
+    try:
+        model = create_model({"architecture": architecture, **cfg}, device="meta")
+    except Exception:  # noqa: BLE001 - bad fields are reported by the contract check, with their names
+        return spec.objective
+    objective = getattr(model, "objective", None)
+    return objective if isinstance(objective, str) and objective in OBJECTIVE_LOSSES else spec.objective
+
+
 def default_loss_for(model_or_config: Any) -> LossFn | None:
     """The default loss of a model instance or a config: the instance's ``objective``
     attribute wins over the spec's (a bidirectional LSTM trains masked LM)."""

@@ -288,8 +288,11 @@ def _spawned(rank: int, world: int, port: int, backend: str, result_path: str, f
     dist.init_process_group(backend=backend, rank=rank, world_size=world)
     try:
         out = fn(*args)
-        if rank == 0:
-            torch.save(out, result_path)
+        if rank == 0:  # plain JSON, never a pickle: rank 0's RunRecord (or a JSON-able value)
+            from flops_fit import io
+
+            io.atomic_write_json(result_path, {"record": out.to_dict()} if isinstance(out, RunRecord)
+                                 else {"value": out})
     finally:
         dist.destroy_process_group()
 
@@ -304,6 +307,9 @@ def spawn_local(world_size: int, fn: Callable[..., Any], *args: Any, backend: st
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory(prefix="flops-fit-ddp-") as tmp:
-        path = str(Path(tmp) / "rank0.pt")
+        path = str(Path(tmp) / "rank0.json")
         mp.spawn(_spawned, args=(world_size, _free_port(), backend, path, fn, args), nprocs=world_size, join=True)
-        return torch.load(path, weights_only=False)
+        from flops_fit import io
+
+        data = io.read_json(path)
+        return RunRecord(**data["record"]) if "record" in data else data["value"]

@@ -240,3 +240,14 @@ def make_run_fn(
         allow_repeat=allow_repeat,
     )
     return functools.partial(train_run, inp=inputs)
+
+
+def run_precision(run_fn: Any) -> str | None:
+    """The precision real training with `run_fn` will use on this machine ("fp32" or "bf16-autocast"),
+    or None for run functions that are not this module's (mock, a user's own)."""
+    inp = getattr(run_fn, "keywords", {}).get("inp") if isinstance(run_fn, functools.partial) else None
+    if not isinstance(inp, RunInputs):
+        return None
+    from flops_fit.training.trainer import resolve_device, resolve_dtype
+
+    return "bf16-autocast" if resolve_dtype(inp.config, resolve_device(inp.config)) is not None else "fp32"
