@@ -29,7 +29,7 @@ import flops_fit as ff
 from flops_fit.analysis.data_io import LLAMA3_PUBLISHED, KaplanLaw, synthetic_isoflop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_parametric_fit import EPOCH, _machine  # noqa: E402
+from bench_parametric_fit import EPOCH, _machine
 
 OUT = Path(__file__).resolve().parent / "results" / "external_data.json"
 CHINCHILLA_C = 5.76e23  # Gopher's budget, the one the Chinchilla paper allocates

@@ -179,7 +179,7 @@ def test_analysis_of_any_table_needs_no_status_or_initial_loss_columns(tmp_path,
 
 
 def test_one_budget_is_refused_before_any_run(tmp_path, toy_model):
-    with pytest.raises(ValueError, match=r"compute_budgets: a scaling-law fit needs 2 or more budgets .* found 1 "
+    with pytest.raises(ValueError, match=r"compute_budgets: a scaling-law fit needs runnable runs at 2 or more budgets .* found 1 "
                                          r"\(\[1e\+18\]\); add budgets, or pass train=False"):
         sweep(toy_model, tmp_path, compute_budgets=[1e18])
     assert not (tmp_path / "results.json").exists()

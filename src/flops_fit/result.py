@@ -26,7 +26,12 @@ from flops_fit.analysis.evidence import (
     sort_findings,
 )
 from flops_fit.planning import SweepPlan
-from flops_fit.training.store import ResultsStore, RunRecord, check_against_plan, records_to_dataframe
+from flops_fit.training.store import (
+    ResultsStore,
+    RunRecord,
+    check_against_plan,
+    records_to_dataframe,
+)
 
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.json"

@@ -6,7 +6,6 @@ with their provenance in flops_fit/reference/PROVENANCE.md.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -93,3 +92,17 @@ def test_kaplan_law_default_lands_within_1_5x_or_says_so():
             flags = p["findings"] + res.analysis.findings
             assert any(f.severity == "disagree" or f.code == "not_informative" for f in flags), seed
     assert within >= 16  # >= 80% of 20 seeds (measured: 20 of 20)
+
+
+def test_scaling_law_plot_marks_the_held_out_budget(llama3):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from flops_fit import plots
+
+    fig = plots.scaling_laws(llama3.analysis)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "held out by the back-test" in labels
+    assert any(lab.startswith("Approach 2 back-test (×1.42)") for lab in labels)
+    assert any(lab.startswith("Approach 3 back-test (×1.68)") for lab in labels)
+    assert "(predictions: Approach 2)" in fig._suptitle.get_text()

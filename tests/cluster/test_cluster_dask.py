@@ -12,6 +12,16 @@ from flops_fit.training.cluster import DaskExecutor
 from flops_fit.training.store import STATUS_COMPLETED
 
 
+def test_threads_only_cluster_uses_in_process_transport():
+    # first in the module: before the TLS cluster below (a second in-process loop after its refused
+    # clients does not always start in time)
+    ex = DaskExecutor(n_workers=1, processes=False)
+    try:
+        assert ex.client.scheduler.address.startswith("inproc://")
+    finally:
+        ex.shutdown()
+
+
 @pytest.fixture(scope="module")
 def dask_ex():
     ex = DaskExecutor(n_workers=2, processes=True)
@@ -62,11 +72,3 @@ def test_local_cluster_refuses_other_users_tasks(dask_ex):
         distributed.Client(plain, timeout="3s")
     with pytest.raises((OSError, TimeoutError, TypeError, ValueError)):
         distributed.Client(addr, timeout="3s")  # tls:// without the certificate
-
-
-def test_threads_only_cluster_uses_in_process_transport():
-    ex = DaskExecutor(n_workers=1, processes=False)
-    try:
-        assert ex.client.scheduler.address.startswith("inproc://")
-    finally:
-        ex.shutdown()

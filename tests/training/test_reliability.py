@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import ff_proc_helpers as P
 import pytest
 
-import ff_proc_helpers as P
 from flops_fit.planning import Experiment, SweepPlan
 from flops_fit.training.executors import ProcessExecutor
 from flops_fit.training.store import ResultsStore
@@ -70,6 +70,32 @@ def test_run_process_dies_with_its_killed_driver(tmp_path):
         if alive:
             os.kill(child, signal.SIGKILL)
         assert not alive, "the run process outlived its SIGKILLed driver (an orphan training on)"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+
+
+def test_ctrl_c_stops_the_sweep_within_seconds(tmp_path):
+    """SIGINT to a driver whose run would take 60 s: it stops in seconds, and the run process with it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+    driver = subprocess.Popen([sys.executable, str(HERE / "driver_interrupted.py"), str(tmp_path)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    pidfile = tmp_path / "child.pid"
+    try:
+        t = time.time()
+        while not (pidfile.exists() and pidfile.read_text()) and time.time() - t < 60:
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        t0 = time.time()
+        os.kill(driver.pid, signal.SIGINT)
+        driver.wait(20)
+        took = time.time() - t0
+        assert took < 8, f"Ctrl-C took {took:.1f} s to stop the sweep"
+        assert "KeyboardInterrupt" in driver.stderr.read().decode()
+        t = time.time()
+        while _alive(child) and time.time() - t < 5:
+            time.sleep(0.05)
+        assert not _alive(child)
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -168,3 +194,47 @@ def test_deterministic_failure_is_kept_until_retry_failed(tmp_path):
     assert run_sweep(plan, run_fn, store, progress=False) == []  # ... nor on the next call
     fixed = run_sweep(plan, run_fn, store, progress=False, retry_failed=True)
     assert [r.experiment_id for r in fixed] == ["C1e18-w1"] and fixed[0].status == "completed"
+
+
+def test_a_gpu_resume_of_a_cpu_sweep_is_refused_not_mixed(tmp_path):
+    """Finished runs at bf16 and a machine that would train fp32 (or the reverse): refused before training."""
+    from ff_train_helpers import TinyLM, TokenData, lm_loss
+
+    from flops_fit import stages
+    from flops_fit.training.local import make_run_fn, run_precision
+    from flops_fit.training.trainer import TrainConfig
+
+    exps = [Experiment(f"C1e{k}-d_model8", 10.0**k, 0, 8, TinyLM(8).num_params(), 512.0, 1e6) for k in (9, 10)]
+    plan = SweepPlan(budgets=[1e9, 1e10], experiments=exps, size_param="d_model", model_name="TinyLM")
+    fn = make_run_fn(model_factory=TinyLM, size_param="d_model", model_kwargs={}, dataset=TokenData(256),
+                     loss_fn=lm_loss, train_config=TrainConfig(batch_size=8, val_units=64, progress=False),
+                     output_dir=tmp_path, seed=0)
+    assert run_precision(fn) == "fp32"  # this CPU machine, dtype="auto"
+    store = ResultsStore(tmp_path / "results.json", plan.fingerprint())
+    done = P.run_ok(exps[0])
+    done.details["dtype"] = "bf16-autocast"  # as if trained on a GPU
+    store.add(done)
+    with pytest.raises(ValueError, match=r"train_config\.dtype: the finished runs .* were trained at bf16-autocast, "
+                                         r"but this machine would train the rest at fp32"):
+        stages.train_stage(tmp_path, fn, plan=plan)
+    assert len(ResultsStore.read(tmp_path / "results.json")[1]) == 1  # nothing trained
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+
+    from flops_fit import io
+
+    path = tmp_path / "results.json"
+    io.atomic_write_json(path, {"old": 1})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"results\.json: could not be written \(No space left on device\); the "
+                                      r"previous version is intact") as info:
+        io.atomic_write_json(path, {"new": 2})
+    assert info.value.errno == errno.ENOSPC  # still classified transient by the driver
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"old": 1} and not list(tmp_path.glob(".*.tmp"))

@@ -57,11 +57,11 @@ def test_foreign_checkpoint_is_never_opened(tmp_path, monkeypatch):
 
 
 def test_own_checkpoint_round_trips_with_weights_only(tmp_path):
-    from flops_fit.training.trainer import _rng_state, _set_rng_state
-
     import random as pyrandom
 
     import numpy as np
+
+    from flops_fit.training.trainer import _rng_state, _set_rng_state
 
     d = tmp_path / "c"
     np.random.seed(5)
@@ -112,9 +112,8 @@ def test_symlinked_lock_is_refused_and_its_target_untouched(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / LOCK_FILE).symlink_to(target)
-    with pytest.raises(ValueError, match=r"\.results\.lock: is a symbolic link; refusing to use it"):
-        with driver_lock(out):
-            pass
+    with pytest.raises(ValueError, match=r"\.results\.lock: is a symbolic link; refusing to use it"), driver_lock(out):
+        pass
     assert target.read_text() == "export PATH=...\n"
 
 

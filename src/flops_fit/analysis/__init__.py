@@ -19,6 +19,14 @@ from flops_fit.analysis.bootstrap import (
     percentile_interval,
 )
 from flops_fit.analysis.data_io import load_chinchilla, load_fit_data, load_llama3
+from flops_fit.analysis.evidence import (
+    Evidence,
+    Finding,
+    evidence_findings,
+    gather,
+    prediction_findings,
+    sort_findings,
+)
 from flops_fit.analysis.isoflop import (
     BudgetOptimum,
     IsoFLOPAnalysis,
@@ -28,9 +36,13 @@ from flops_fit.analysis.isoflop import (
     bootstrap_isoflop,
     fit_isoflop,
 )
-from flops_fit.analysis.evidence import Evidence, Finding, evidence_findings, gather, prediction_findings, sort_findings
 from flops_fit.analysis.outliers import DEFAULT_Z_THRESHOLD, flag_outliers
-from flops_fit.analysis.parametric import PARAM_NAMES, ExcludedPoint, ParametricFit, fit_parametric
+from flops_fit.analysis.parametric import (
+    PARAM_NAMES,
+    ExcludedPoint,
+    ParametricFit,
+    fit_parametric,
+)
 
 ANALYSIS_SCHEMA = 1
 ANALYSIS_KIND = "flops-fit/scaling-laws"

@@ -28,7 +28,11 @@ import numpy as np
 import pandas as pd
 
 from flops_fit.analysis.bootstrap import percentile_interval
-from flops_fit.analysis.isoflop import NUMERIC_ERRORS, BudgetOptimum, IsoFLOPAnalysis, fit_isoflop
+from flops_fit.analysis.isoflop import (
+    NUMERIC_ERRORS,
+    BudgetOptimum,
+    fit_isoflop,
+)
 from flops_fit.analysis.parametric import (
     ParametricFit,
     PreparedData,
@@ -284,7 +288,7 @@ def choose(analysis: Analysis, agreement: list[BudgetAgreement], cases: list[Bac
                                   f"(within ×{worst_f:.2f}) and back-tests as well as Approach 2 (a difference "
                                   f"below ×{tie:.2f}, the held-out minimum's own uncertainty, is not evidence)"
                                   + bt_text)
-        return "approach_2", f"Approach 2 back-tests better, beyond the held-out minimum's uncertainty" + bt_text
+        return "approach_2", "Approach 2 back-tests better, beyond the held-out minimum's uncertainty" + bt_text
     return "approach_3", (f"Approach 3 agrees with the {len(good)} well-bracketed IsoFLOP minima (within "
                           f"×{worst_f:.2f}); too few budgets to back-test")
 
@@ -345,7 +349,7 @@ def _label(approach: str) -> str:
 def identifiability_findings(analysis: Analysis) -> list[Finding]:
     """Parameters at a bound, and intervals that rest on too few resamples."""
     out: list[Finding] = []
-    fit, boot = analysis.parametric, analysis.bootstrap
+    fit = analysis.parametric
     if fit is not None and fit.converged:
         for name in not_identified(analysis):
             out.append(Finding(
@@ -440,14 +444,13 @@ def disagreement(compute: float, est: dict[str, dict[str, Any]]) -> Finding:
     r = n2 / n3 if n3 > 0 else math.inf
     rr = max(r, 1 / r) if r > 0 else math.inf
     i2, i3 = e2.get("optimal_params_ci"), e3.get("optimal_params_ci")
-    within = bool(i2 and i3 and i3[0] <= n2 <= i3[1] and i2[0] <= n3 <= i2[1])
-    disjoint = bool(i2 and i3 and (i2[1] < i3[0] or i3[1] < i2[0]))
+    disjoint = bool(i2 and i3 and (i2[1] < i3[0] or i3[1] < i2[0]))  # outside each other's intervals
     if rr > IN_SAMPLE_TOLERANCE or (disjoint and rr > 1.25):
         sev = "disagree"
-    elif rr >= 1.25 or not within and (i2 and i3):
+    elif rr >= 1.25 or disjoint:
         sev = "warning"
     else:
-        sev = "note"
+        sev = "note"  # intervals overlap and the two are within ×1.25
     verb = {"disagree": "disagree", "warning": "differ", "note": "agree"}[sev]
     text = (f"at C={compute:.3g} Approach 2 and Approach 3 {verb}: N_opt {n2:.3g} vs {n3:.3g} (×{rr:.2f})"
             + (f", intervals {i2[0]:.3g}-{i2[1]:.3g} and {i3[0]:.3g}-{i3[1]:.3g}" if i2 and i3 else ""))

@@ -116,7 +116,6 @@ def check_against_plan(records: Iterable[RunRecord], planned: Mapping[str, tuple
         if plan is None:
             raise ValueError(f"{source}: record {r.experiment_id!r} is not an experiment of the plan in sweep.json; "
                              "the file was edited, or comes from another sweep")
-        budget, n, d = plan
         got = (r.compute_budget, r.num_params, r.num_tokens)
         for name, want, have in zip(("compute_budget", "num_params", "num_tokens"), plan, got):
             if not math.isclose(float(want), float(have), rel_tol=1e-9):
