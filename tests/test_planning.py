@@ -123,3 +123,40 @@ def test_size_search_is_exact_and_cheap():
         assert err <= abs(math.log(count(e.size_value + 1) / e.target_params)) + 1e-12
         assert err <= abs(math.log(count(e.size_value - 1) / e.target_params)) + 1e-12
     assert len(set(calls)) < 120  # interpolation search, not ~20 bisection steps per target
+
+
+def test_a_size_parameter_with_only_4_values_is_refused_before_training():
+    """The issue's case: a size parameter that can take 4 values across the whole sweep."""
+    from flops_fit.planning import check_trainable, plan_problems
+
+    s = PlanSettings(num_model_sizes=5, span_decades=1.0, size_values=[8, 16, 32, 64])
+    plan = plan_sweep([1e12, 1e13, 1e14], count, size_param="d", model_name="toy", settings=s)
+    assert plan.dropped  # collisions are listed with their reason ...
+    assert all("maps to d=" in d["reason"] and "cannot resolve both" in d["reason"] for d in plan.dropped)
+    assert "planned size(s) not kept" in plan.summary() and "REFUSED (would not train)" in plan.summary()
+    with pytest.raises(ValueError, match=r"compute_budgets: every budget needs 3 or more distinct runnable model "
+                                         r"sizes .* C=1e\+1\d: \d size\(s\) .*a finer size grid"):
+        check_trainable(plan)  # ... and the plan is refused
+    ok = plan_sweep([1e12, 1e13], count, size_param="d", model_name="toy",
+                    settings=PlanSettings(num_model_sizes=5, span_decades=1.0))
+    assert plan_problems(ok) == []
+    back = SweepPlan.from_dict(plan.to_dict())
+    assert back.dropped == plan.dropped and back.fingerprint() == plan.fingerprint()
+
+
+def test_hf_config_model_whose_sizes_collide_is_refused(tmp_path):
+    """An HF-config model swept over hidden_size in steps of its head count: sizes collide, the sweep is refused."""
+    pytest.importorskip("transformers")
+    import flops_fit as ff
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def llama(hidden_size: int):
+        m = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4))
+        m.num_params = m.num_parameters
+        return m
+
+    with pytest.raises(ValueError, match=r"every budget needs 3 or more distinct runnable model sizes"):
+        ff.find_optimal(llama, "hidden_size", compute_budgets=[3e12, 1e13], num_model_sizes=7, span_decades=0.15,
+                        size_multiple=64, size_min=64, size_max=256, mode="mock", output_dir=tmp_path)
+    assert not (tmp_path / "results.json").exists()

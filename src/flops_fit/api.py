@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from flops_fit.contract import check_model
 from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
-from flops_fit.planning import PlanSettings, SweepPlan, check_trainable, make_budgets, plan_sweep
+from flops_fit.planning import PlanSettings, SweepPlan, check_trainable, make_budgets, plan_problems, plan_sweep
 from flops_fit.result import RESULTS_FILE, SWEEP_FILE, Result
 from flops_fit.training.mock import MockLaw, mock_run
 from flops_fit.training.store import ResultsStore, driver_lock
@@ -142,7 +142,7 @@ def find_optimal(
             loss_fn = _default_loss(spec, model_size_param, model_kwargs, probe)
     contract = check_model(model_cls, model_size_param, model_kwargs, probe)
     info = None
-    if mode == "local" and train and dataset is not None and loss_fn is not None:
+    if mode == "local" and dataset is not None and loss_fn is not None:  # train=False too: the same plan
         from flops_fit.training.local import check_data_contract
 
         info = check_data_contract(
@@ -175,6 +175,12 @@ def find_optimal(
         }
 
     needs_data = mode == "local" and (dataset is None or loss_fn is None)
+    if estimate_cost and mode == "local" and not needs_data and plan.runnable and not plan_problems(plan):
+        from flops_fit.training.cost import estimate_cost as _estimate
+
+        # shown with train=False too: the plan a user inspects carries what it will cost
+        plan.cost_estimate = _estimate(plan, contract.factory, contract.size_param, contract.model_kwargs, dataset,
+                                       loss_fn, tc, units_per_sample=units_per_sample)
     if not train or needs_data:
         if train and needs_data:
             missing = "dataset" if dataset is None else "loss_fn"
@@ -193,14 +199,8 @@ def find_optimal(
     if mode == "mock":
         run_fn = functools.partial(mock_run, law=law, seed=seed)
     else:
-        from flops_fit.training.cost import estimate_cost as _estimate
         from flops_fit.training.local import make_run_fn
 
-        if estimate_cost and plan.runnable:
-            plan.cost_estimate = _estimate(
-                plan, contract.factory, contract.size_param, contract.model_kwargs, dataset, loss_fn, tc,
-                units_per_sample=units_per_sample,
-            )
         run_fn = make_run_fn(
             model_factory=contract.factory, size_param=contract.size_param, model_kwargs=contract.model_kwargs,
             dataset=dataset, loss_fn=loss_fn, train_config=tc, output_dir=out, seed=seed,

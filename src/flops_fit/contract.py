@@ -89,6 +89,15 @@ def _checked_count(model: Any, name: str, size_param: str, value: int) -> int:
     return int(n)
 
 
+def _is_module_instance(obj: Any) -> bool:
+    try:
+        import torch
+
+        return isinstance(obj, torch.nn.Module)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+
+
 def check_model(
     model_cls: Any,
     model_size_param: Any,
@@ -96,6 +105,12 @@ def check_model(
     probe_size: int,
 ) -> ModelContract:
     """Validate the model contract on a probe instance; returns the checked contract."""
+    if _is_module_instance(model_cls):
+        raise TypeError(
+            f"model_cls: expected a model class or a factory (a callable taking the size parameter), found an "
+            f"instance of {type(model_cls).__name__}; a sweep builds a new model for every size, so pass the class "
+            f"itself ({type(model_cls).__name__}) or a function that builds one"
+        )
     if model_cls is None or not callable(model_cls):
         raise TypeError(
             f"model_cls: expected a model class or factory callable, found {type(model_cls).__name__} "

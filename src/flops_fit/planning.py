@@ -75,6 +75,9 @@ class SweepPlan:
     cost_estimate: dict[str, Any] | None = None
     #: how the runs will be produced (mode, seed, mock law or train config); part of the fingerprint
     run_settings: dict[str, Any] = field(default_factory=dict)
+    #: planned targets that were not kept, each {"compute_budget", "target_params", "size_value", "reason"}:
+    #: two targets that map to one size value keep one run, and the other is listed here, never dropped silently
+    dropped: list[dict[str, Any]] = field(default_factory=list)
 
     # ---- summaries -------------------------------------------------------
     @property
@@ -113,9 +116,17 @@ class SweepPlan:
         ]
         if self.cost_estimate:
             est = self.cost_estimate
+            per = list((est.get("per_experiment") or {}).values())
             lines.append(
                 f"estimated wall time: {est.get('total_seconds', float('nan')):.0f} s on {est.get('device', '?')}"
+                + (f" with {est['num_threads']} thread(s)" if est.get("num_threads") else "")
+                + (f" (runs {min(per):.0f}-{max(per):.0f} s each)" if per else "")
             )
+        lines += [f"REFUSED (would not train): {p}" for p in plan_problems(self)]
+        if self.dropped:
+            lines.append(f"{len(self.dropped)} planned size(s) not kept:")
+            lines += [f"  C={d['compute_budget']:.2e}: target N={d['target_params']:.3g}: {d['reason']}"
+                      for d in self.dropped]
         show = df.assign(
             compute_budget=df.compute_budget.map("{:.2e}".format),
             N=df.N.map("{:,}".format),
@@ -163,6 +174,7 @@ class SweepPlan:
             "total_flops": self.total_flops,
             "cost_estimate": self.cost_estimate,
             "experiments": [asdict(e) for e in self.experiments],
+            "dropped": list(self.dropped),
         }
 
     @classmethod
@@ -187,6 +199,7 @@ class SweepPlan:
             flops_accounting=data.get("flops_accounting", FLOPS_6ND),
             cost_estimate=data.get("cost_estimate"),
             run_settings=data.get("run_settings", {}),
+            dropped=list(data.get("dropped", [])),
         )
 
     def save(self, path: str) -> None:
@@ -367,6 +380,7 @@ def plan_sweep(
         size_max=s.size_max,
     )
     experiments: list[Experiment] = []
+    dropped: list[dict[str, Any]] = []
     for bi, C in enumerate(budgets):
         n_center = math.sqrt(C / (6.0 * s.center_tokens_per_param))
         targets = np.logspace(
@@ -379,9 +393,12 @@ def plan_sweep(
             value, reachable = search.closest(float(target))
             if value in chosen:
                 # duplicate size within a budget (the size grid cannot resolve both targets): keep one,
-                # preferring the target the size actually reaches
+                # preferring the target the size actually reaches, and list the other
+                kept = chosen[value][0].target_params
                 if not reachable or chosen[value][1]:
+                    dropped.append(_collision(C, float(target), value, kept, size_param, s))
                     continue
+                dropped.append(_collision(C, kept, value, float(target), size_param, s))
                 del chosen[value]
             n = search.params(value)
             d = C / (6.0 * n)
@@ -423,19 +440,50 @@ def plan_sweep(
         model_name=model_name,
         model_kwargs=dict(model_kwargs or {}),
         settings=s,
+        dropped=dropped,
     )
 
 
-def check_trainable(plan: SweepPlan) -> None:
-    """Refuse, before anything trains, a plan whose runs cannot give a scaling law: no runnable run, or
-    runnable runs at fewer than 2 budgets (one IsoFLOP curve pins down no law). Library and CLI alike."""
+def _collision(C: float, target: float, value: int, kept: float, size_param: str, s: PlanSettings) -> dict:
+    return {"compute_budget": float(C), "target_params": target, "size_value": int(value),
+            "reason": f"maps to {size_param}={value}, the same size as target N={kept:.3g} (the size grid, "
+                      f"multiples of {s.size_multiple}, cannot resolve both)"}
+
+
+#: An IsoFLOP budget needs this many distinct runnable sizes to bracket its minimum with a parabola.
+MIN_SIZES_PER_BUDGET = 3
+
+
+def plan_problems(plan: SweepPlan) -> list[str]:
+    """Why this plan cannot give a scaling law, if it cannot: no runnable run, runnable runs at fewer than 2
+    budgets (one IsoFLOP curve pins down no law), or a budget with fewer than 3 distinct runnable sizes (no
+    bracketed minimum). Each reason says what to change. Empty for a plan that may train."""
     if not plan.runnable:
         reasons = sorted({e.flag_reason for e in plan.experiments if e.flagged})
-        raise ValueError(f"compute_budgets: no runnable experiment in this plan ({len(plan.experiments)} flagged"
-                         + (f": {reasons[0]}" if reasons else "") + "); use larger budgets or other size bounds")
+        return [f"compute_budgets: no runnable experiment in this plan ({len(plan.experiments)} flagged"
+                + (f": {reasons[0]}" if reasons else "") + "); use larger budgets or other size bounds"]
     budgets = sorted({e.compute_budget for e in plan.runnable})
     if len(budgets) < 2:
-        raise ValueError(
-            f"compute_budgets: a scaling-law fit needs runnable runs at 2 or more budgets (3 or more recommended), "
-            f"found {len(budgets)} ({budgets}); add budgets, or pass train=False for the plan alone"
-        )
+        return [f"compute_budgets: a scaling-law fit needs runnable runs at 2 or more budgets (3 or more "
+                f"recommended), found {len(budgets)} ({budgets}); add budgets, or pass train=False for the plan alone"]
+    short = []
+    for c in sorted({e.compute_budget for e in plan.experiments}):
+        sizes = {e.size_value for e in plan.runnable if e.compute_budget == c}
+        if len(sizes) < MIN_SIZES_PER_BUDGET:
+            why = sorted({e.flag_reason for e in plan.experiments if e.compute_budget == c and e.flagged})
+            why += [d["reason"] for d in plan.dropped if d["compute_budget"] == c][:1]
+            short.append(f"C={c:.3g}: {len(sizes)} size(s) {sorted(sizes)}" + (f" ({why[0]})" if why else ""))
+    if short:
+        return [f"compute_budgets: every budget needs {MIN_SIZES_PER_BUDGET} or more distinct runnable model sizes "
+                f"to bracket its IsoFLOP minimum (5 or more recommended); {'; '.join(short)}. Change what limits "
+                "it: a finer size grid (size_multiple / size_values), wider size bounds (size_min, size_max), more "
+                "sizes (num_model_sizes, span_decades), larger budgets (more optimizer steps), or drop that budget"]
+    return []
+
+
+def check_trainable(plan: SweepPlan) -> None:
+    """Refuse, before anything trains, a plan that cannot give a scaling law (see plan_problems); the library
+    and every ff-* driver call this one check."""
+    problems = plan_problems(plan)
+    if problems:
+        raise ValueError(problems[0])

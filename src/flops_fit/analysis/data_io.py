@@ -184,7 +184,9 @@ def load_fit_data(
     if n_src is None:
         d_try = _find_column(frame, d_col, "D", "D")
         c_try = _find_column(frame, c_col if c_col is not None else "C", "C", "C")
-        if n_col != "N" or d_try is None or c_try is None:  # a column named explicitly is never guessed
+        if n_col != "N":  # a column named explicitly is never guessed or derived
+            raise ValueError(f"n_col={n_col!r}: column not found in {source}; available columns: {cols_list}")
+        if d_try is None or c_try is None:
             raise ValueError(
                 f"n_col={n_col!r}: column not found in {source}, and no token and FLOPs columns to derive "
                 f"N = C/(6D) from (any two of N, D, C are needed); available columns: {cols_list}"

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
+from flops_fit.planning import MIN_SIZES_PER_BUDGET  # the planner's rule: a bracketed minimum needs 3 sizes
+
 EDGE_FRACTION = 0.1  # a vertex within 10% of the sampled log-N range from an end is "near the edge"
-MIN_SIZES_PER_BUDGET = 3  # a parabola (and so a bracketed minimum) needs 3 distinct sizes
 
 
 @dataclass

@@ -92,6 +92,9 @@ def estimate_cost(
     probes = [by_size[0]] if len(by_size) == 1 else [by_size[0], by_size[-1]]
     spu: dict[int, float] = {}
     state = torch.get_rng_state()
+    threads = torch.get_num_threads()
+    if train_config.num_threads:  # time the steps with the threads the runs will have
+        torch.set_num_threads(train_config.num_threads)
     try:
         for n_params, value in probes:
             model = model_factory(**{**dict(model_kwargs), size_param: value}).to(device)
@@ -100,6 +103,7 @@ def estimate_cost(
             del model
     finally:
         torch.set_rng_state(state)
+        torch.set_num_threads(threads)
     xs = np.log([float(n) for n in spu])
     ys = np.log([max(v, 1e-12) for v in spu.values()])
 
@@ -115,6 +119,7 @@ def estimate_cost(
         "per_experiment": per,
         "seconds_per_unit": {str(k): v for k, v in spu.items()},
         "units": info.units,
+        "num_threads": train_config.num_threads or threads,
         "probe_steps": probe_steps,
         "method": "timed optimizer steps of the smallest and largest model, log-log interpolation in N",
     }

@@ -77,19 +77,27 @@ class DataSource:
 
     def __init__(self, dataset: Any, *, name: str = "dataset") -> None:
         collate: Callable[[list[Any]], Any] = default_collate
+        self.loader_batch_size: int | None = None  # a DataLoader's own batch size, checked against the config
         if isinstance(dataset, DataLoader):
             if dataset.collate_fn is not None:
                 collate = dataset.collate_fn
+            self.loader_batch_size = dataset.batch_size
             dataset = dataset.dataset
+        kind_name = type(dataset).__name__
+        if isinstance(dataset, tuple) or type(dataset).__module__.split(".")[0] in ("numpy", "pandas"):
+            # they index like a dataset, but an array's rows or a tuple's members are not samples of one
+            raise TypeError(
+                f"{name}: expected a torch Dataset, IterableDataset or DataLoader, found {kind_name} — wrap arrays "
+                "in a TensorDataset first, e.g. torch.utils.data.TensorDataset(torch.as_tensor(x), "
+                "torch.as_tensor(y)) for an (inputs, labels) pair"
+                + (" (a DataFrame: torch.as_tensor(df[cols].to_numpy()))" if kind_name == "DataFrame" else "")
+            )
         if isinstance(dataset, IterableDataset):
             self.kind = "iterable"
         elif isinstance(dataset, Dataset) or (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
             self.kind = "map"
         else:
-            raise TypeError(
-                f"{name}: expected a torch Dataset, IterableDataset or DataLoader, "
-                f"found {type(dataset).__name__}"
-            )
+            raise TypeError(f"{name}: expected a torch Dataset, IterableDataset or DataLoader, found {kind_name}")
         self.dataset = dataset
         self.collate = collate
         self.name = name

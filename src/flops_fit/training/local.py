@@ -114,8 +114,16 @@ def check_data_contract(
     if not callable(loss_fn):
         raise TypeError(f"loss_fn: expected a callable (outputs, batch) -> scalar tensor, found {type(loss_fn).__name__}")
     source = DataSource(dataset, name="dataset")
+    if source.loader_batch_size not in (None, train_config.batch_size):
+        raise ValueError(
+            f"dataset: a DataLoader with batch_size={source.loader_batch_size} was given, but the sweep trains at "
+            f"TrainConfig.batch_size={train_config.batch_size} (the trainer batches the DataLoader's dataset itself, "
+            f"with its collate_fn); pass train_config={{'batch_size': {source.loader_batch_size}}} to train at "
+            "the DataLoader's batch size, or pass its dataset"
+        )
     batch = _probe_batch(source, min(2, train_config.batch_size))
     batch_format(batch)
+    _check_causal_labels(batch, loss_fn)
     name = _factory_name(model_factory)
     try:
         model = model_factory(**{**dict(model_kwargs), size_param: probe_size_value})
@@ -163,6 +171,49 @@ def check_data_contract(
     return info
 
 
+def _probe_val(model_factory: Callable[..., Any], size_param: str, model_kwargs: dict[str, Any],
+               experiments: Sequence[Any], source: DataSource, val_samples: list[Any],
+               loss_fn: Callable[..., Any]) -> None:
+    """The validation data goes through the model and the loss before any run trains (a val_dataset of the
+    wrong shape would otherwise fail every run at its very end)."""
+    if not experiments:
+        return
+    size = min(experiments, key=lambda e: e.num_params).size_value
+    try:
+        batch = source.collate(val_samples[:2])
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"val_dataset: its samples do not collate like the training data's: "
+                         f"{type(exc).__name__}: {exc}") from None
+    try:
+        model = model_factory(**{**dict(model_kwargs), size_param: size})
+        with torch.no_grad():
+            resolve_loss_signature(loss_fn, call_model(model, batch), batch)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(
+            f"val_dataset: the model cannot be evaluated on it, found batch {describe_batch(batch)}; "
+            f"{type(exc).__name__}: {exc}. It must have the training data's format"
+        ) from None
+
+
+def _check_causal_labels(batch: Any, loss_fn: Callable[..., Any]) -> None:
+    """The project's causal LM loss compares position t's logits with labels[t]: labels must already be the
+    inputs shifted by one. Labels equal to the inputs would teach the model to copy them (a loss near 0 that
+    means nothing), so that is refused, with the fix."""
+    from flops_fit.models.losses import causal_lm_loss
+
+    if loss_fn is not causal_lm_loss or not isinstance(batch, dict):
+        return
+    ids, labels = batch.get("input_ids"), batch.get("labels")
+    if isinstance(ids, torch.Tensor) and isinstance(labels, torch.Tensor) and ids.shape == labels.shape \
+            and ids.numel() > 1 and torch.equal(ids, labels):
+        raise ValueError(
+            "dataset: its 'labels' equal its 'input_ids' (unshifted, as Hugging Face models expect), but "
+            "loss_fn=causal_lm_loss compares position t with labels[t], so labels must be the next tokens "
+            "(labels[t] = input_ids[t+1]); a model would learn to copy its input. Shift them (the built-in text "
+            "data and flops_fit.data collators do), or use a loss that shifts them itself"
+        )
+
+
 def make_run_fn(
     *,
     model_factory: Callable[..., torch.nn.Module],
@@ -198,6 +249,9 @@ def make_run_fn(
         )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed: expected an integer, found {type(seed).__name__} {seed!r}")
+    from flops_fit.training.trainer import resolve_device
+
+    resolve_device(train_config)  # device="cuda" without CUDA: one clear line now, not a failure per run
     source = DataSource(dataset, name="dataset")
     info = infer_data_info(source, units_per_sample, data_info.loss_signature if data_info else "auto")
     cfg = train_config
@@ -213,6 +267,7 @@ def make_run_fn(
         val_samples = vsrc.first_samples(n_val)
         if not val_samples:
             raise ValueError("val_dataset: expected at least one sample, found an empty dataset")
+        _probe_val(model_factory, size_param, model_kwargs, experiments, source, val_samples, loss_fn)
         train_idx, skip, n_train = None, 0, source.length
     vbs = cfg.val_batch_size or cfg.batch_size
     val_batches = [source.collate(val_samples[i:i + vbs]) for i in range(0, len(val_samples), vbs)]

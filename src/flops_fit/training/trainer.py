@@ -191,7 +191,12 @@ def _pos_int(name: str, v: Any) -> None:
 def resolve_device(config: TrainConfig) -> torch.device:
     if config.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        why = "this PyTorch build has no CUDA" if not torch.backends.cuda.is_built() else "no CUDA device is visible"
+        raise ValueError(f"TrainConfig.device: {config.device!r} was asked for, but {why}; use device='auto' "
+                         "(CUDA when available, else CPU) or 'cpu'")
+    return device
 
 
 def resolve_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
