@@ -259,7 +259,8 @@ def approach_estimates(analysis: Analysis, approach: str, compute: float) -> dic
             n_s = b2.n_opt_samples(compute)
             out.update(_cis(n_s, compute / (6.0 * n_s), b2.loss_samples(compute), b2.n_exponent, conf))
             out["resamples"] = (b2.n_ok, b2.n_resamples)
-    out["tokens_per_param"] = out["optimal_tokens"] / out["optimal_params"]
+    with np.errstate(all="ignore"):  # a degenerate fit's N of 0 gives inf, flagged by the findings, not a crash
+        out["tokens_per_param"] = float(np.float64(out["optimal_tokens"]) / out["optimal_params"])
     for key in CI_KEYS:  # None: the analysis ran without resamples
         out.setdefault(key, None)
     out.setdefault("resamples", None)  # (successful refits, resamples drawn) behind the intervals

@@ -75,6 +75,13 @@ class Finding:
         return f"{self.severity}: {self.message}"
 
 
+def fold(factor: float | None) -> float:
+    """A ratio as a distance from agreement, >= 1 (×2 and ×0.5 both give 2); inf for 0, inf or nan."""
+    if factor is None or not math.isfinite(factor) or factor <= 0:
+        return math.inf
+    return max(factor, 1.0 / factor)
+
+
 def sort_findings(findings: list[Finding]) -> list[Finding]:
     """Most severe first, otherwise in the order they were found."""
     return sorted(findings, key=lambda f: -SEVERITIES.index(f.severity))
@@ -104,8 +111,7 @@ class BudgetAgreement:
     def misses(self) -> bool:
         """Approach 3 misses a well-bracketed vertex: outside its interval and beyond the tolerance."""
         f = self.factor
-        return bool(self.trusted and f is not None and not self.inside_ci
-                    and max(f, 1 / f) > IN_SAMPLE_TOLERANCE)
+        return bool(self.trusted and f is not None and not self.inside_ci and fold(f) > IN_SAMPLE_TOLERANCE)
 
 
 @dataclass(frozen=True)
@@ -275,12 +281,12 @@ def choose(analysis: Analysis, agreement: list[BudgetAgreement], cases: list[Bac
                               + bt_text)
     missed = [a for a in good if a.misses]
     if missed:
-        worst = max(missed, key=lambda a: abs(math.log(a.factor)))
+        worst = max(missed, key=lambda a: fold(a.factor))
         return "approach_2", (
             f"Approach 3's surface misses the measured IsoFLOP minimum inside the data: at C={worst.compute:.3g} "
             f"its optimum is N={worst.n_approach_3:.3g}, ×{worst.factor:.2f} the measured vertex "
             f"N={worst.n_vertex:.3g}" + _ci_text(worst.n_vertex_ci) + bt_text)
-    worst_f = max(max(a.factor, 1 / a.factor) for a in good)
+    worst_f = max(fold(a.factor) for a in good)
     if bt2 is not None and bt3 is not None:
         tie = max(BACKTEST_TIE, held_out_noise(agreement, cases))
         if bt3 <= bt2 * tie:
@@ -442,7 +448,7 @@ def disagreement(compute: float, est: dict[str, dict[str, Any]]) -> Finding:
     e2, e3 = est["approach_2"], est["approach_3"]
     n2, n3 = e2["optimal_params"], e3["optimal_params"]
     r = n2 / n3 if n3 > 0 else math.inf
-    rr = max(r, 1 / r) if r > 0 else math.inf
+    rr = fold(r)
     i2, i3 = e2.get("optimal_params_ci"), e3.get("optimal_params_ci")
     disjoint = bool(i2 and i3 and (i2[1] < i3[0] or i3[1] < i2[0]))  # outside each other's intervals
     if rr > IN_SAMPLE_TOLERANCE or (disjoint and rr > 1.25):

@@ -85,13 +85,14 @@ class IsoFLOPAnalysis:
 
     def predict(self, compute: float) -> dict[str, float]:
         n = float(self.n_opt_fit(compute))
-        d = compute / (6.0 * n)
+        with np.errstate(all="ignore"):  # a degenerate law's N of 0 or inf: inf/nan, judged downstream
+            d = float(np.float64(compute) / (6.0 * n))
         return {
             "target_compute": float(compute),
             "optimal_params": n,
             "optimal_tokens": d,
             "expected_loss": float(self.l_opt_fit(compute)),
-            "tokens_per_param": d / n,
+            "tokens_per_param": float(np.float64(d) / n) if n else math.inf,
         }
 
     def to_dict(self) -> dict:
