@@ -147,8 +147,9 @@ def test_a_size_parameter_with_only_4_values_is_refused_before_training():
 def test_hf_config_model_whose_sizes_collide_is_refused(tmp_path):
     """An HF-config model swept over hidden_size in steps of its head count: sizes collide, the sweep is refused."""
     pytest.importorskip("transformers")
-    import flops_fit as ff
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    import flops_fit as ff
 
     def llama(hidden_size: int):
         m = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=hidden_size, intermediate_size=2 * hidden_size,

@@ -1,4 +1,4 @@
-"""README code blocks run as written (the ones that need no training budget or placeholders)."""
+"""Every Python block of the README runs as written (bash blocks: the CLI tests cover their commands)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import contextlib
 import io
 import re
 from pathlib import Path
+
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -25,3 +27,48 @@ def test_analyze_runs_you_already_have_block_runs_and_says_what_it_promises():
     assert "predict() uses Approach 2 (IsoFLOP parabolas)" in text
     assert re.search(r"^3\.9\de\+11 params, 1\.6\de\+13 tokens \(approach_2\)$", text, re.M)
     assert "disagree: at C=3.8e+25 Approach 2 and Approach 3 disagree" in text
+
+
+def test_use_it_as_a_library_block_runs_a_real_sweep(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the block writes runs/my-sweep relative to the current directory
+    out = io.StringIO()
+    ns: dict = {}
+    with contextlib.redirect_stdout(out):
+        exec(compile(python_block("## Use it as a library"), "README.md", "exec"), ns)
+    result = ns["result"]
+    assert len(result.records) == 15 and all(r.ok for r in result.records)  # really trained
+    assert all(r.final_loss < 4.16 for r in result.records)  # below ln 64: every model learned something
+    text = out.getvalue()
+    assert "predict() uses Approach" in text and "| compute (FLOPs) |" in text
+    # a 15-run toy sweep cannot pin N_opt 1000x beyond its data, and the report must say so
+    assert "not informative" in text
+    assert (tmp_path / "runs" / "my-sweep" / "plots" / "scaling_laws.png").stat().st_size > 10_000
+
+
+def test_built_in_architectures_block_plans_every_sweep_as_written():
+    out = io.StringIO()
+    ns: dict = {}
+    with contextlib.redirect_stdout(out):
+        exec(compile(python_block("### Built-in architectures and data"), "README.md", "exec"), ns)
+    for name in ("gpt", "lstm", "bert", "gmm"):
+        plan = ns[name]
+        assert plan.runnable and plan.cost_estimate["total_seconds"] > 0, name
+        assert "REFUSED" not in plan.summary(), name  # each would train as written
+    assert ns["bert"].run_settings["units"] == "tokens" and ns["gmm"].run_settings["units"] == "samples"
+
+
+@pytest.mark.slow  # ~200 s of real training: the demo the README's front door promises
+def test_make_demo_brackets_its_minima_and_gives_a_sensible_exponent(tmp_path):
+    import subprocess
+    import sys
+
+    demo = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+    proc = subprocess.run([sys.executable, str(demo), "--output-dir", str(tmp_path / "demo")], capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import flops_fit as ff
+
+    res = ff.Result.load(tmp_path / "demo")
+    assert sum(o.in_range for o in res.analysis.isoflop.optima) >= 2  # brackets >= 2 of its 3 budgets
+    assert 0.2 < res.predict(1e12)["exponent_a"] < 0.8
+    assert "estimated wall time:" in proc.stdout.split("DISAGREE")[0]  # the estimate comes before training

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from flops_fit.contract import check_model
 from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
-from flops_fit.planning import PlanSettings, SweepPlan, check_trainable, make_budgets, plan_problems, plan_sweep
+from flops_fit.planning import (
+    PlanSettings,
+    SweepPlan,
+    check_trainable,
+    make_budgets,
+    plan_problems,
+    plan_sweep,
+)
 from flops_fit.result import RESULTS_FILE, SWEEP_FILE, Result
 from flops_fit.training.mock import MockLaw, mock_run
 from flops_fit.training.store import ResultsStore, driver_lock

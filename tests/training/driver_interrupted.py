@@ -22,6 +22,6 @@ def slow_run(exp):
 if __name__ == "__main__":
     out = Path(sys.argv[1])
     os.environ["FF_TEST_OUT"] = str(out)
-    exps = [Experiment(f"C1e{k}-w1", 10.0**k, 0, 1, 10, 1e3, 6e4) for k in (18, 19)]
+    exps = [Experiment(f"C1e{k}-w{w}", 10.0**k, 0, w, 10 * w, 1e3, 6e4) for k in (18, 19) for w in (1, 2, 3)]
     plan = SweepPlan(budgets=[1e18, 1e19], experiments=exps, size_param="w", model_name="m")
     stages.train_stage(out, slow_run, plan=plan, executor="process", progress=False)

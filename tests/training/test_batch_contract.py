@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ff_train_helpers import TinyLM, TokenData, lm_loss
 
 import flops_fit as ff
-from ff_train_helpers import TinyLM, TokenData, lm_loss
 from flops_fit.models.losses import causal_lm_loss
 
 KW = dict(compute_budgets=[1e7, 3e7], num_model_sizes=3, span_decades=0.3, size_min=2, size_max=64,

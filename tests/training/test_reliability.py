@@ -204,7 +204,8 @@ def test_a_gpu_resume_of_a_cpu_sweep_is_refused_not_mixed(tmp_path):
     from flops_fit.training.local import make_run_fn, run_precision
     from flops_fit.training.trainer import TrainConfig
 
-    exps = [Experiment(f"C1e{k}-d_model8", 10.0**k, 0, 8, TinyLM(8).num_params(), 512.0, 1e6) for k in (9, 10)]
+    exps = [Experiment(f"C1e{k}-d_model{w}", 10.0**k, 0, w, TinyLM(w).num_params(), 512.0, 1e6)
+            for k in (9, 10) for w in (4, 8, 12)]
     plan = SweepPlan(budgets=[1e9, 1e10], experiments=exps, size_param="d_model", model_name="TinyLM")
     fn = make_run_fn(model_factory=TinyLM, size_param="d_model", model_kwargs={}, dataset=TokenData(256),
                      loss_fn=lm_loss, train_config=TrainConfig(batch_size=8, val_units=64, progress=False),

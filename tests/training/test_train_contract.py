@@ -55,8 +55,13 @@ def test_attention_mask_excludes_padding():
 
 
 def test_dataloader_accepted_uses_its_dataset():
-    info = check(DataLoader(TokenData(32), batch_size=7))
+    info = check(DataLoader(TokenData(32), batch_size=CFG.batch_size))
     assert info.num_samples == 32
+    info = check(DataLoader(TokenData(32), batch_size=None))  # a carrier of a collate_fn, no batch size of its own
+    assert info.num_samples == 32
+    with pytest.raises(ValueError, match=r"dataset: a DataLoader with batch_size=7 was given, but the sweep trains at "
+                                         r"TrainConfig\.batch_size=\d+"):
+        check(DataLoader(TokenData(32), batch_size=7))  # never silently replaced
 
 
 def test_not_a_dataset():
@@ -147,6 +152,6 @@ def test_allow_repeat_false_refuses_a_too_small_dataset_before_training(tmp_path
                                          r"split holds only 56 .* and allow_repeat=False"):
         ff.find_optimal(Tiny, "d_model", dataset=data, loss_fn=lambda out, b: ((out - b[1]) ** 2).mean(),
                         compute_budgets=[1e6, 3e6], allow_repeat=False, output_dir=tmp_path, progress=False,
-                        size_min=2, size_max=16, num_model_sizes=3, n_bootstrap=0,
+                        size_min=2, size_max=200, num_model_sizes=3, n_bootstrap=0,
                         train_config={"batch_size": 8, "val_units": 8})
     assert not (tmp_path / "results.json").exists()

@@ -109,8 +109,10 @@ def resolve_dataset(
     val = corpus.dataset("validation", seq_len, objective)
     if objective == "masked_lm":
         mlm = float(opts.get("mlm_probability", 0.15))
-        train = DataLoader(train, collate_fn=corpus.collator("masked_lm", mlm_probability=mlm, seed=seed))
-        val = DataLoader(val, collate_fn=corpus.collator("masked_lm", mlm_probability=mlm, seed=seed + 1))
+        # carriers of the masking collate_fn only (batch_size=None: the trainer batches, at its own batch size)
+        train = DataLoader(train, batch_size=None,
+                           collate_fn=corpus.collator("masked_lm", mlm_probability=mlm, seed=seed))
+        val = DataLoader(val, batch_size=None, collate_fn=corpus.collator("masked_lm", mlm_probability=mlm, seed=seed + 1))
     overrides: dict[str, Any] = {"vocab_size": corpus.vocab_size}
     overrides["max_seq_len"] = max(seq_len, int(fields.get("max_seq_len", seq_len)))  # applied if the model has it
     desc = (

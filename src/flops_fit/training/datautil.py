@@ -79,7 +79,10 @@ class DataSource:
         collate: Callable[[list[Any]], Any] = default_collate
         self.loader_batch_size: int | None = None  # a DataLoader's own batch size, checked against the config
         if isinstance(dataset, DataLoader):
-            if dataset.collate_fn is not None:
+            from torch.utils.data import default_convert
+
+            # batch_size=None without a collate_fn gets torch's per-sample default_convert: not a collate of its own
+            if dataset.collate_fn is not None and dataset.collate_fn is not default_convert:
                 collate = dataset.collate_fn
             self.loader_batch_size = dataset.batch_size
             dataset = dataset.dataset

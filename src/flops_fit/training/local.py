@@ -34,7 +34,12 @@ from flops_fit.training.datautil import (
     split_validation,
     units_per_item,
 )
-from flops_fit.training.trainer import RunInputs, TrainConfig, resolve_loss_signature, train_run
+from flops_fit.training.trainer import (
+    RunInputs,
+    TrainConfig,
+    resolve_loss_signature,
+    train_run,
+)
 
 DEFAULT_VAL_SAMPLES = 256
 _PROBE_SAMPLES = 64  # samples read to estimate tokens per sample when a mask is present
