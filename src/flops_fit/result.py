@@ -144,9 +144,8 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         a = self.analysis
-        flops_methods = sorted({r.flops_method for r in self.records}) or sorted(
-            set(a.table["flops_method"].dropna().astype(str))) if "flops_method" in a.table else sorted(
-            {r.flops_method for r in self.records}) or ["6ND"]
+        # a sweep's records say how they counted; a user's table gives C itself (or N and D, then C = 6ND)
+        flops_methods = sorted({r.flops_method for r in self.records}) or ["as given by the table"]
         opts = dataclasses.asdict(a.options)
         opts.pop("n_jobs", None)
         return {

@@ -521,6 +521,11 @@ class TrainReport:
             parts.append(f"merged {self.merged} record file(s)")
         if self.skipped:
             parts.append(f"{len(self.skipped)} already done")
+        timed = [r for r in self.trained if r.details.get("estimated_wall_time_s")]
+        if timed:
+            actual = sum(r.wall_time_s for r in timed)
+            est = sum(r.details["estimated_wall_time_s"] for r in timed)
+            parts.append(f"wall time {actual:.0f} s against {est:.0f} s estimated (x{actual / est:.2f})")
         line = "; ".join(parts) + (f" -> {self.results_path}" if self.results_path else "")
         for r in failed[:5]:
             line += f"\n  {r.experiment_id}: {r.status}: {(r.error or '').splitlines()[-1] if r.error else ''}"

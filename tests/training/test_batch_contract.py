@@ -94,3 +94,12 @@ def test_the_cost_estimate_is_in_the_plan_a_user_inspects_and_uses_the_runs_thre
     assert est and est["num_threads"] == 1 and est["total_seconds"] > 0
     assert set(est["per_experiment"]) == {e.experiment_id for e in plan.runnable}
     assert "estimated wall time:" in plan.summary() and "with 1 thread(s)" in plan.summary()
+
+
+def test_each_run_records_its_estimate_beside_its_wall_time(tmp_path):
+    res = ff.find_optimal(TinyLM, "d_model", dataset=TokenData(256), loss_fn=lm_loss, output_dir=tmp_path,
+                          n_bootstrap=0, **KW)
+    est = res.plan.cost_estimate["per_experiment"]
+    for r in res.records:
+        assert r.details["estimated_wall_time_s"] == pytest.approx(est[r.experiment_id])
+        assert r.wall_time_s > 0

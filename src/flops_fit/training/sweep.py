@@ -132,6 +132,9 @@ def run_sweep(
                     tb = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                     record = failed_record(exp, tb, plan.flops_accounting, transient=is_transient(exc),
                                            attempts=attempts[exp.experiment_id])
+                est = (plan.cost_estimate or {}).get("per_experiment", {}).get(exp.experiment_id)
+                if est is not None and record.ok:  # the plan's estimate beside the run's wall time
+                    record.details["estimated_wall_time_s"] = float(est)
                 store.add(record)
                 new.append(record)
                 flops_done += exp.flops
