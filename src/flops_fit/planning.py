@@ -84,6 +84,10 @@ class SweepPlan:
     def runnable(self) -> list[Experiment]:
         return [e for e in self.experiments if not e.flagged]
 
+    def planned_runs(self) -> dict[str, tuple[float, int, float]]:
+        """experiment id -> (budget, N, D) as planned: what every record read back is checked against."""
+        return {e.experiment_id: (e.compute_budget, e.num_params, e.num_tokens) for e in self.experiments}
+
     @property
     def total_flops(self) -> float:
         return float(sum(e.flops for e in self.runnable))

@@ -206,6 +206,11 @@ class Result:
     ) -> pd.DataFrame:
         """Budget, N_opt, D_opt, D/N and predicted loss (with intervals); defaults to the sweep's budgets
         and 3 decades beyond."""
+        return self._chinchilla(compute_budgets, approach)[0]
+
+    def _chinchilla(self, compute_budgets: Sequence[float] | None, approach: str | None
+                    ) -> tuple[pd.DataFrame, list[list[Any]]]:
+        """The table's rows and each row's findings, from one prediction per row."""
         measured = self.analysis.budgets
         if compute_budgets is None:
             compute_budgets = measured + [measured[-1] * 10**k for k in (1, 2, 3)]
@@ -213,11 +218,12 @@ class Result:
             if isinstance(compute_budgets, (int, float)):
                 compute_budgets = [compute_budgets]
             compute_budgets = [_check_compute(c, f"compute_budgets[{i}]") for i, c in enumerate(compute_budgets)]
-        rows = []
+        rows, findings = [], []
         lo, hi = min(measured), max(measured)
         sizes = self.analysis.table.loc[~self.analysis.table["outlier"], "N"]
         for c in compute_budgets:
             p = self.predict(c, approach)
+            findings.append(p["findings"])
             n = p["optimal_params"]
             flag = ("below the smallest swept model" if n < sizes.min() * (1 - 1e-6) else
                     f"> {MAX_EXTRAPOLATION:.0e}× the largest swept model" if n > MAX_EXTRAPOLATION * sizes.max()
@@ -243,11 +249,11 @@ class Result:
                     "severity": p["findings"][0].severity if p["findings"] else "",
                 }
             )
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows), findings
 
     def chinchilla_table(self, compute_budgets: Sequence[float] | None = None, approach: str | None = None) -> str:
         """The Chinchilla-style table as markdown, with bootstrap intervals in brackets."""
-        df = self.chinchilla_dataframe(compute_budgets, approach)
+        df, row_findings = self._chinchilla(compute_budgets, approach)
         conf = round(100 * self.analysis.options.confidence)
         header = "| compute (FLOPs) | N_opt (params) | D_opt (tokens) | D/N | predicted loss | |"
         lines = [header, "|---:|---:|---:|---:|---:|:--|"]
@@ -270,8 +276,8 @@ class Result:
         lines.append(note)
         seen: set[str] = set()
         shown_codes: set[str] = set()
-        for c in sorted(df["compute_budget"], reverse=True):  # per kind, the finding at the largest compute
-            for f in self.predict(c, approach)["findings"]:
+        for _, found in sorted(zip(df["compute_budget"], row_findings), key=lambda t: -t[0]):
+            for f in found:  # per kind, the finding at the largest compute
                 if f.severity != "note" and f.code not in shown_codes:
                     shown_codes.add(f.code)
                     seen.add(f.message)
@@ -404,8 +410,7 @@ def read_results(out: Path, plan: SweepPlan | None) -> tuple[str, list[RunRecord
             f"describes plan {plan.fingerprint()}; the two files come from different sweeps"
         )
     if plan is not None:
-        check_against_plan(records, {e.experiment_id: (e.compute_budget, e.num_params, e.num_tokens)
-                                     for e in plan.experiments}, str(out / RESULTS_FILE))
+        check_against_plan(records, plan.planned_runs(), str(out / RESULTS_FILE))
     return fingerprint, records
 
 

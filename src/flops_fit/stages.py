@@ -547,23 +547,10 @@ def _check_precision(store: ResultsStore, run_fn: Any) -> None:
         )
 
 
-def _takes_wait(fn: Any) -> bool:
-    import inspect
-
-    try:
-        return "wait" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _record_path(out: Path, experiment_id: str) -> Path:
     """records/<id>.json; the id is validated and the path must stay inside the output directory."""
     return io.inside(out, RECORDS_DIR, f"{io.check_id(experiment_id, 'experiment_id')}.json")
 
-
-def planned_runs(plan: SweepPlan) -> dict[str, tuple[float, int, float]]:
-    """experiment id -> (budget, N, D) as planned: what every record read back is checked against."""
-    return {e.experiment_id: (e.compute_budget, e.num_params, e.num_tokens) for e in plan.experiments}
 
 
 def write_record_file(out: Path, record: RunRecord, plan_fingerprint: str) -> Path:
@@ -699,7 +686,7 @@ def train_stage(
                 "wait for it to finish, or run single experiments with experiment_id=..."
             )
         io.clean_stale_temp_files(out)  # temp files of writers killed mid-write
-        store = ResultsStore(out / RESULTS_FILE, fingerprint, resume=resume, planned=planned_runs(plan))
+        store = ResultsStore(out / RESULTS_FILE, fingerprint, resume=resume, planned=plan.planned_runs())
         if store.moved_aside is not None and not save_plan:
             warnings.warn(f"resume=False: previous results moved to {store.moved_aside}", UserWarning, stacklevel=2)
         if save_plan:  # only now: the store has refused or moved aside results of another plan
@@ -716,9 +703,9 @@ def train_stage(
             interrupted = False
         finally:
             shutdown = getattr(ex, "shutdown", None)
-            if ours and callable(shutdown):
+            if ours and callable(shutdown):  # every built-in executor takes wait=
                 # Ctrl-C / SIGTERM: stop runs in flight now (their checkpoints stay); else let them finish
-                shutdown(wait=False) if interrupted and _takes_wait(shutdown) else shutdown()
+                shutdown(wait=not interrupted)
         if (out / "checkpoints").is_dir():
             from flops_fit.training.checkpoint import cleanup_checkpoints
 

@@ -165,6 +165,7 @@ def load_fit_data(
     budget_col: str | None = None,
     status_col: str | None = "status",
     initial_loss_col: str | None = "initial_loss",
+    source: str | None = None,
 ) -> FitData:
     """Load and validate data for a scaling-law fit.
 
@@ -174,7 +175,8 @@ def load_fit_data(
     inputs, so a bad one is a bug, not an outlier); a non-finite loss is kept so
     that it can be flagged as a diverged run, but a loss <= 0 is an error.
     """
-    frame, source = read_table(data)
+    frame, label = read_table(data)
+    source = source or label  # a caller that read the file itself passes its name
     if len(frame) == 0:
         raise ValueError(f"data: {source} has no rows")
     columns: dict[str, str] = {}
@@ -403,8 +405,9 @@ def runs_frame(
     """
     if not (isinstance(budget_tolerance, (int, float)) and 0 < budget_tolerance < 1):
         raise ValueError(f"budget_tolerance: expected a relative tolerance in (0, 1), found {budget_tolerance!r}")
-    fd = load_fit_data(data, n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col, budget_col=budget_col)
-    raw, _ = read_table(data)
+    raw, source = read_table(data)  # read once: the fit columns and the rest (ids, best_of) come from it
+    fd = load_fit_data(raw, n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col, budget_col=budget_col,
+                       source=source)
     frame = fd.frame.copy()
     notes: list[str] = []
     if fd.columns.get("N") == "C/(6D)":

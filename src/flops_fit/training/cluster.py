@@ -297,7 +297,8 @@ class _ClusterExecutor:
         self._attempt(outer, fn, args, kwargs, 1)
         return outer
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True) -> None:
+        """Close the engine's client; jobs already submitted are the engine's (SLURM jobs outlive the driver)."""
         if self._closed:
             return
         self._closed = True

@@ -23,7 +23,7 @@ class Executor(Protocol):
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future: ...
 
-    def shutdown(self) -> None: ...
+    def shutdown(self, wait: bool = True) -> None: ...
 
 
 class LocalExecutor:
@@ -42,7 +42,7 @@ class LocalExecutor:
             fut.set_exception(exc)
         return fut
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True) -> None:
         pass
 
 
