@@ -60,7 +60,7 @@ PLOT_FILES = ("isoflops_curves.png", "scaling_laws.png", "tokens_per_param.png")
 __all__ = [
     "DataChoice", "ModelChoice", "TrainReport", "analyze_stage", "check_plan_matches", "import_object",
     "load_dataset", "load_plan", "make_mock_run_fn", "plan_identity", "make_real_run_fn", "merge_records", "plan_stage", "resolve_loss",
-    "resolve_model", "tokenizer_vocab_size", "train_stage", "visualize_stage",
+    "resolve_model", "tokenizer_vocab_size", "train_stage", "visualize_stage", "estimate_sweep",
 ]
 
 
@@ -462,6 +462,16 @@ def make_mock_run_fn(plan: SweepPlan) -> RunFn:
         raise ValueError(f"sweep.json: field 'run_settings.mode': expected 'mock' for the mock engine, found {rs.get('mode')!r}")
     law = MockLaw(**rs.get("mock_law", {}))
     return functools.partial(mock_run, law=law, seed=int(rs.get("seed", 0)))
+
+
+def estimate_sweep(plan: SweepPlan, model: ModelChoice, data: DataChoice, loss_fn: Callable[..., Any],
+                   train_config: Any) -> dict[str, Any]:
+    """The plan's wall-time estimate on this machine (timed training steps), stored in the plan."""
+    from flops_fit.training.cost import estimate_cost
+
+    plan.cost_estimate = estimate_cost(plan, model.factory, model.size_param, model.kwargs, data.train, loss_fn,
+                                       train_config)
+    return plan.cost_estimate
 
 
 def make_real_run_fn(

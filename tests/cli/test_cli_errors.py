@@ -196,3 +196,22 @@ def test_train_stage_where_every_run_failed_exits_non_zero(tmp_path, monkeypatch
                                                                    final_loss=2.0, error=None)])
     monkeypatch.setattr(Study, "train", lambda self: ok)
     assert cli_main.main("train", ["preset=mock_demo", "output_dir=x"]) == 0  # one failure of two: not all
+
+
+REAL_TINY = ["compute.budgets=[1e9,3e9]", "planning.num_model_sizes=3", "planning.span_decades=0.4",
+             "planning.center_tokens_per_param=5", "planning.size_min=8", "planning.size_max=64", "model.n_layers=1",
+             "model.head_dim=8", "model.max_seq_len=32", "data.seq_len=32", "data.max_bytes=400000",
+             "training.batch_size=4", "training.val_units=512", "output_dir=cfm"]
+
+
+def test_ff_train_prints_its_estimate_and_asks_before_a_long_sweep(tmp_path):
+    assert ff("plan", *REAL_TINY, cwd=tmp_path).returncode == 0
+    proc = ff("train", *REAL_TINY, "confirm_above_s=1", cwd=tmp_path)  # no terminal: refused, nothing trained
+    assert proc.returncode == 2
+    assert "estimated wall time:" in proc.stdout
+    assert "confirm: the sweep is estimated at" in proc.stderr and "pass confirm=false" in proc.stderr
+    assert not (tmp_path / "cfm" / "results.json").exists()
+    study = Study(_compose(*REAL_TINY, "confirm=false", "confirm_above_s=1"))
+    study._confirm_cost({"total_seconds": 1e6, "device": "cpu", "per_experiment": {}})  # confirm=false: no question
+    with pytest.raises(ConfigError, match=r"confirm: the sweep is estimated at 1000000 s"):
+        Study(_compose(*REAL_TINY, "confirm_above_s=1"))._confirm_cost({"total_seconds": 1e6})

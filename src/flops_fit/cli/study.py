@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 # keys of the fixed-shape sections (model, data and loss are checked by the stages)
 TOP_KEYS = {
     "model", "data", "loss", "output_dir", "mode", "seed", "flops_accounting", "verbose", "progress",
-    "experiment_id", "resume", "retry_failed", "compute", "planning", "executor", "mock_law", "analysis",
+    "experiment_id", "resume", "retry_failed", "confirm", "confirm_above_s", "compute", "planning", "executor", "mock_law", "analysis",
     "training", "preset", "table",
 }
 COMPUTE_KEYS = {"budgets", "min_flops", "max_flops", "num_budgets"}
@@ -219,6 +219,8 @@ class Study:
                 plan, model, data, loss, self.train_config(), self.output_dir,
                 probe_size=self.config["planning"].get("probe_size"),
             )
+            if self.config.get("experiment_id") is None:  # the driver: say what the sweep will cost first
+                self._confirm_cost(stages.estimate_sweep(plan, model, data, loss, self.train_config()))
         ex = self.config["executor"]
         return stages.train_stage(
             self.output_dir,
@@ -230,6 +232,25 @@ class Study:
             executor=ex["name"],
             executor_options=ex.get("options") or {},
             progress=self.config.get("progress"),
+        )
+
+    def _confirm_cost(self, estimate: dict) -> None:
+        """Print the estimate; above confirm_above_s ask on a terminal, refuse elsewhere, unless confirm=false."""
+        total = float(estimate.get("total_seconds", 0.0))
+        print(f"estimated wall time: {total:.0f} s on {estimate.get('device', '?')} "
+              f"({len(estimate.get('per_experiment', {}))} runs)", flush=True)
+        limit = float(self.config.get("confirm_above_s") or 1800)
+        if not self.config.get("confirm", True) or total <= limit:
+            return
+        import sys
+
+        if sys.stdin is not None and sys.stdin.isatty():
+            answer = input(f"this sweep is estimated at {total / 60:.0f} min (above {limit / 60:.0f} min); train it? [y/N] ")
+            if answer.strip().lower() in ("y", "yes"):
+                return
+        raise ConfigError(
+            f"confirm: the sweep is estimated at {total:.0f} s, above confirm_above_s={limit:.0f}; pass confirm=false "
+            "to train it without asking (or answer y on a terminal)"
         )
 
     def analyze(self) -> Result:
