@@ -181,6 +181,8 @@ def find_optimal(
             "allow_repeat": allow_repeat,
         }
 
+    if info is not None and plan.runnable:
+        _warn_flops_gap(plan, contract, dataset, loss_fn, info)
     needs_data = mode == "local" and (dataset is None or loss_fn is None)
     if estimate_cost and mode == "local" and not needs_data and plan.runnable and not plan_problems(plan):
         from flops_fit.training.cost import estimate_cost as _estimate
@@ -229,6 +231,26 @@ def find_optimal(
                                  seed=seed, confidence=confidence)
     result.save()
     return result
+
+
+def _warn_flops_gap(plan: SweepPlan, contract: Any, dataset: Any, loss_fn: Any, info: Any) -> None:
+    """Say, with the factor, when this model's measured FLOPs are far from the 6·N·D the plan counts."""
+    from flops_fit.training.local import FLOPS_GAP_WARN, flops_gap
+
+    gap = flops_gap(plan, contract.factory, contract.size_param, contract.model_kwargs, dataset, loss_fn, info)
+    plan.flops_check = gap
+    far = [g for g in gap if not 1 / FLOPS_GAP_WARN <= g["ratio_to_6N"] <= FLOPS_GAP_WARN]
+    if far:
+        unit = str(info.units).rstrip("s") or "unit"
+        at = "; ".join(f"×{g['ratio_to_6N']:.2g} at N={g['N']:,.0f}" for g in gap)
+        warnings.warn(
+            f"flops_accounting: this model's measured FLOPs per {unit} (forward+backward, FlopCounterMode) are "
+            f"{at} its 6·N estimate, so 6·N·D misstates each run's real compute by that factor. The plan's budgets "
+            "count 6·N·D; flops_accounting='measured' also records each run's measured FLOPs, but does not yet "
+            "plan D by them",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _check_analysis_options(n_bootstrap: Any, confidence: Any) -> None:

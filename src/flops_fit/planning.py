@@ -75,6 +75,8 @@ class SweepPlan:
     cost_estimate: dict[str, Any] | None = None
     #: how the runs will be produced (mode, seed, mock law or train config); part of the fingerprint
     run_settings: dict[str, Any] = field(default_factory=dict)
+    #: measured FLOPs per data unit against 6·N at the smallest and largest size (a diagnostic, not planned by)
+    flops_check: list[dict[str, float]] = field(default_factory=list)
     #: planned targets that were not kept, each {"compute_budget", "target_params", "size_value", "reason"}:
     #: two targets that map to one size value keep one run, and the other is listed here, never dropped silently
     dropped: list[dict[str, Any]] = field(default_factory=list)
@@ -116,7 +118,8 @@ class SweepPlan:
         lines = [
             f"IsoFLOP sweep: {len(self.budgets)} budgets, {len(self.experiments)} experiments "
             f"({len(self.runnable)} runnable), size parameter '{self.size_param}' of {self.model_name}",
-            f"total compute: {self.total_flops:.3e} FLOPs ({self.flops_accounting})",
+            f"total compute: {self.total_flops:.3e} FLOPs (6·N·D"
+            + ("; each run also records its measured FLOPs)" if self.flops_accounting != FLOPS_6ND else ")"),
         ]
         if self.cost_estimate:
             est = self.cost_estimate
@@ -127,6 +130,8 @@ class SweepPlan:
                 + (f" (runs {min(per):.0f}-{max(per):.0f} s each)" if per else "")
             )
         lines += [f"REFUSED (would not train): {p}" for p in plan_problems(self)]
+        lines += [f"measured FLOPs per data unit: ×{g['ratio_to_6N']:.3g} of 6·N at N={g['N']:,.0f}"
+                  for g in self.flops_check]
         if self.dropped:
             lines.append(f"{len(self.dropped)} planned size(s) not kept:")
             lines += [f"  C={d['compute_budget']:.2e}: target N={d['target_params']:.3g}: {d['reason']}"
@@ -179,6 +184,7 @@ class SweepPlan:
             "cost_estimate": self.cost_estimate,
             "experiments": [asdict(e) for e in self.experiments],
             "dropped": list(self.dropped),
+            "flops_check": list(self.flops_check),
         }
 
     @classmethod
@@ -204,6 +210,7 @@ class SweepPlan:
             cost_estimate=data.get("cost_estimate"),
             run_settings=data.get("run_settings", {}),
             dropped=list(data.get("dropped", [])),
+            flops_check=list(data.get("flops_check", [])),
         )
 
     def save(self, path: str) -> None:

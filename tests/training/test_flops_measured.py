@@ -59,3 +59,61 @@ def test_gpt_measured_vs_6n_gap():
     blocks = sum(p.numel() for name, p in m.named_parameters() if p.dim() == 2 and name.startswith("blocks"))
     assert per_token == 6 * (blocks + V * d) + 14 * S * d * L
     assert per_token / (6 * m.num_params()) == pytest.approx(1.205, abs=0.01)
+
+
+class Conv1DNet(torch.nn.Module):
+    """A 1-D CNN over 64 positions per sample: its weights are reused at every position, so one sample costs
+    about 64x what 6·N counts."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv1d(1, channels, 3, padding=1)
+        self.conv2 = torch.nn.Conv1d(channels, channels, 3, padding=1)
+        self.head = torch.nn.Linear(channels, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.head(h.mean(dim=2))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def test_a_conv_net_plan_warns_with_the_measured_to_6nd_factor(tmp_path):
+    import warnings
+
+    import flops_fit as ff
+    from torch.utils.data import TensorDataset
+
+    data = TensorDataset(torch.randn(512, 1, 64), torch.randn(512, 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = ff.find_optimal(Conv1DNet, "channels", dataset=data, loss_fn=lambda out, y: ((out - y) ** 2).mean(),
+                               compute_budgets=[1e9, 3e9], num_model_sizes=3, span_decades=0.3, size_max=256,
+                               train_config={"batch_size": 8}, output_dir=tmp_path, train=False)
+    msgs = [str(w.message) for w in caught if "measured FLOPs per sample" in str(w.message)]
+    assert msgs and "its 6·N estimate, so 6·N·D misstates each run's real compute" in msgs[0]
+    ratios = [g["ratio_to_6N"] for g in plan.flops_check]
+    assert len(ratios) == 2 and all(40 < r < 80 for r in ratios)  # ~64 positions per sample
+    assert "measured FLOPs per data unit: ×" in plan.summary()
+    assert "(6·N·D)" in plan.summary()  # the total is labelled for what it is
+    assert ff.SweepPlan.load(str(tmp_path / "sweep.json")).flops_check == plan.flops_check
+
+
+def test_an_embedding_heavy_tiny_lm_is_told_that_6nd_overcounts_it(tmp_path):
+    """Embeddings count in N but cost no FLOPs: at tiny sizes 6·N is well above the real cost (Pearce & Song)."""
+    import warnings
+
+    import flops_fit as ff
+    from ff_train_helpers import TinyLM, TokenData, lm_loss
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = ff.find_optimal(TinyLM, "d_model", dataset=TokenData(256), loss_fn=lm_loss, compute_budgets=[1e7, 3e7],
+                               num_model_sizes=3, span_decades=0.3, size_min=2, size_max=64,
+                               train_config={"batch_size": 8, "val_units": 64}, output_dir=tmp_path, train=False)
+    ratios = [g["ratio_to_6N"] for g in plan.flops_check]
+    assert len(ratios) == 2 and all(r < 1 / 1.5 for r in ratios[:1]) and ratios[0] < ratios[1] < 1
+    assert [w for w in caught if "misstates" in str(w.message)]
+    mlp = [g for g in plan.flops_check]  # the larger model is closer to 6N: embeddings matter less
+    assert mlp[1]["ratio_to_6N"] > mlp[0]["ratio_to_6N"]

@@ -311,3 +311,40 @@ def run_precision(run_fn: Any) -> str | None:
     from flops_fit.training.trainer import resolve_device, resolve_dtype
 
     return "bf16-autocast" if resolve_dtype(inp.config, resolve_device(inp.config)) is not None else "fp32"
+
+
+#: Measured FLOPs per data unit this far from 6·N, either way, is warned about when the plan is made.
+FLOPS_GAP_WARN = 1.5
+
+
+def flops_gap(plan: Any, model_factory: Callable[..., torch.nn.Module], size_param: str,
+              model_kwargs: dict[str, Any], dataset: Any, loss_fn: Callable[..., Any], info: DataInfo,
+              *, max_params: float = 5e8) -> list[dict[str, float]]:
+    """Measured FLOPs per data unit (FlopCounterMode, one forward+backward of a 2-sample probe batch on the CPU)
+    against 6·N at the plan's smallest and largest runnable size (sizes above `max_params` are skipped: too
+    big to build on the CPU just to count). Small models, shared weights (convolutions, repeated layers) and
+    samples of many positions are where 6·N·D is far off."""
+    from flops_fit import flops as flops_mod
+    from flops_fit.training.trainer import compute_loss
+
+    source = DataSource(dataset, name="dataset")
+    batch = source.collate(source.first_samples(2))
+    units = float(units_per_item(batch, info).sum())
+    sizes = sorted({(e.num_params, e.size_value) for e in plan.runnable})
+    out = []
+    for n, value in dict.fromkeys([sizes[0], sizes[-1]]) if sizes else []:
+        if n > max_params:
+            continue
+        model = model_factory(**{**dict(model_kwargs), size_param: value})
+
+        def step() -> None:
+            _, loss = compute_loss(loss_fn, call_model(model, batch), batch, info.loss_signature)
+            loss.backward()
+
+        try:
+            with torch.random.fork_rng(devices=[]):
+                fpu = flops_mod.measured_flops_per_unit(step, units)
+        except Exception:  # noqa: BLE001 - a diagnostic, never a reason to refuse a plan
+            continue
+        out.append({"N": float(n), "size_value": float(value), "flops_per_unit": fpu, "ratio_to_6N": fpu / (6.0 * n)})
+    return out
