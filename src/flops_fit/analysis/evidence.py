@@ -152,9 +152,7 @@ class Evidence:
 
     def backtest_error(self, approach: str) -> float | None:
         """Worst back-test N_opt factor of an approach (>= 1), None when it could not be back-tested."""
-        f = [abs(math.log(c.n_factor)) for c in self.backtest
-             if c.approach == approach and c.n_factor > 0 and math.isfinite(c.n_factor)]
-        return math.exp(max(f)) if f else None
+        return backtest_error(self.backtest, approach)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -170,6 +168,13 @@ class Evidence:
 
 
 # --------------------------------------------------------------------------- evidence
+
+
+def backtest_error(cases: list[BacktestCase], approach: str) -> float | None:
+    """Worst back-test N_opt factor of an approach (>= 1) over usable cases, None when there are none."""
+    f = [abs(math.log(c.n_factor)) for c in cases
+         if c.approach == approach and c.n_factor > 0 and math.isfinite(c.n_factor)]
+    return math.exp(max(f)) if f else None
 
 
 def trusted(o: BudgetOptimum) -> bool:
@@ -263,8 +268,7 @@ def _approach_3_predictor(train: pd.DataFrame, analysis: Analysis):
 def choose(analysis: Analysis, agreement: list[BudgetAgreement], cases: list[BacktestCase]) -> tuple[str, str]:
     """The headline approach and why, in words with the numbers."""
     fit = analysis.parametric
-    ev = Evidence(agreement, cases, "", "")
-    bt2, bt3 = ev.backtest_error("approach_2"), ev.backtest_error("approach_3")
+    bt2, bt3 = backtest_error(cases, "approach_2"), backtest_error(cases, "approach_3")
     bt_text = ""
     if bt2 is not None and bt3 is not None:
         bt_text = f"; back-test N_opt error one budget ahead: Approach 2 ×{bt2:.2f}, Approach 3 ×{bt3:.2f}"
