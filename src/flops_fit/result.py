@@ -87,11 +87,13 @@ class Result:
         seed: int = 0,
         confidence: float = 0.90,
         plan_fingerprint: str | None = None,
+        stored_samples: dict[str, Any] | None = None,
     ) -> "Result":
-        """Fit every approach (with `n_bootstrap` seeded resamples for the intervals) to finished runs."""
+        """Fit every approach (with `n_bootstrap` seeded resamples for the intervals) to finished runs;
+        `stored_samples` of an earlier save of the same runs and options are reused, not redrawn."""
         check_analysable(records)
         analysis = analyze(records_to_dataframe(records), exclude_outliers=exclude_outliers,
-                           n_bootstrap=n_bootstrap, seed=seed, confidence=confidence)
+                           n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, stored_samples=stored_samples)
         return cls(analysis, records, plan, output_dir, plan_fingerprint)
 
     @classmethod
@@ -111,10 +113,11 @@ class Result:
     def load(cls, output_dir: str | Path, *, reanalyze: bool = False, **options: Any) -> "Result":
         """Rebuild from sweep.json (optional) and results.json.
 
-        The fits are recomputed with the options stored in analysis/scaling_laws.json
-        (seeded, so the numbers are the same); `reanalyze=True` ignores the stored
-        options, and keyword `options` (exclude_outliers, n_bootstrap, seed, confidence)
-        override them.
+        The point fits are recomputed with the options stored in analysis/scaling_laws.json
+        (seeded, so the numbers are the same), and its bootstrap samples are reused when they
+        belong to exactly these runs and options (else they are drawn again); `reanalyze=True`
+        ignores what is stored, and keyword `options` (exclude_outliers, n_bootstrap, seed,
+        confidence) override it.
         """
         out = Path(output_dir)
         if not out.is_dir():
@@ -126,13 +129,16 @@ class Result:
         if unknown:
             raise TypeError(f"Result.load: unexpected option(s) {unknown}; expected some of {sorted(allowed)}")
         stored: dict[str, Any] = {}
+        samples = None
         path = out / ANALYSIS_FILE
         if path.exists() and not reanalyze:
             data = io.read_json(path)
             io.check_header(data, ANALYSIS_KIND, ANALYSIS_SCHEMA, str(path))
             if data.get("plan_fingerprint") == fingerprint:
                 stored = {k: v for k, v in (data.get("analysis_options") or {}).items() if k in allowed}
-        return cls.from_records(records, plan, out, plan_fingerprint=fingerprint, **{**stored, **options})
+                samples = data.get("bootstrap_samples")
+        return cls.from_records(records, plan, out, plan_fingerprint=fingerprint, stored_samples=samples,
+                                **{**stored, **options})
 
     def save(self) -> Path:
         """Write analysis/scaling_laws.json (atomically)."""
@@ -168,6 +174,7 @@ class Result:
             "outliers": [{"experiment_id": run, "reason": why} for run, why in self._outliers()],
             "warnings": list(a.warnings),
             "n_runs": len(self.records) or len(a.table),
+            "bootstrap_samples": a.samples_dict(),
         }
 
     def _outliers(self) -> list[tuple[str, str]]:

@@ -4,7 +4,9 @@ approach. Computation on tables; ``data_io`` also reads a user's CSV/JSON into o
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,7 @@ from flops_fit.analysis.isoflop import (
     fit_isoflop,
 )
 from flops_fit.analysis.outliers import DEFAULT_Z_THRESHOLD, flag_outliers
+from flops_fit.analysis.stored import reuse_isoflop, reuse_parametric, samples_key, samples_to_dict
 from flops_fit.analysis.parametric import (
     PARAM_NAMES,
     ExcludedPoint,
@@ -76,6 +79,11 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
     evidence: Evidence | None = None  # in-sample agreement, back-tests, and the headline choice
     findings: list[Finding] = field(default_factory=list)  # structured doubts, most severe first
+    samples_key: str = ""  # what the bootstrap samples were drawn from (see analysis.stored)
+
+    def samples_dict(self) -> dict[str, Any]:
+        """The bootstrap samples, for scaling_laws.json (a reload reuses them)."""
+        return samples_to_dict(self.samples_key, self.bootstrap, self.isoflop_bootstrap)
 
     @property
     def excluded(self) -> pd.DataFrame:
@@ -147,11 +155,14 @@ def analyze(
     confidence: float = 0.90,
     outlier_threshold: float = DEFAULT_Z_THRESHOLD,
     n_jobs: int = -1,
+    stored_samples: Mapping[str, Any] | None = None,
 ) -> Analysis:
     """Fit every approach to a runs table (columns compute_budget, N, D, loss[, status, initial_loss]).
 
     Rows are put in a canonical order first (budget, N, D, then experiment id), so the
     answer, intervals included, does not depend on the order records were written in.
+    `stored_samples` (the ``bootstrap_samples`` of a saved analysis) are reused instead of
+    resampling again when they belong to exactly this table and these options.
     """
     if not isinstance(n_bootstrap, int) or n_bootstrap < 0:
         raise ValueError(f"n_bootstrap: expected a non-negative integer, found {n_bootstrap!r}")
@@ -159,8 +170,9 @@ def analyze(
         raise ValueError(f"confidence: expected a number in (0, 1), found {confidence!r}")
     opts = AnalysisOptions(exclude_outliers, n_bootstrap, seed, confidence, outlier_threshold, n_jobs)
     table = flag_basic_outliers(canonical_order(df))
+    key = samples_key(table, dataclasses.asdict(opts))
     notes: list[str] = []
-    fit, boot, note = _approach_3(table, opts)
+    fit, boot, note = _approach_3(table, opts, stored_samples, key)
     if note:
         notes.append(note)
 
@@ -176,12 +188,15 @@ def analyze(
     if iso is not None:
         notes += iso.warnings
         fitted = used[used["compute_budget"].isin([o.compute_budget for o in iso.optima])]
-        iso_boot = bootstrap_isoflop(fitted, n_bootstrap, seed) if n_bootstrap else None
+        if n_bootstrap:
+            iso_boot = reuse_isoflop(stored_samples, key, n_resamples=n_bootstrap, seed=seed,
+                                     budgets=np.unique(fitted["compute_budget"].to_numpy(float)))
+            iso_boot = iso_boot or bootstrap_isoflop(fitted, n_bootstrap, seed)
     n_out = int(table["outlier"].sum())
     if n_out:
         notes.append(f"{n_out} run(s) flagged as outliers and {'excluded from' if exclude_outliers else 'kept in'} "
                      "the fits (see the outliers list)")
-    analysis = Analysis(iso, table, opts, fit, note, boot, iso_boot, notes)
+    analysis = Analysis(iso, table, opts, fit, note, boot, iso_boot, notes, samples_key=key)
     analysis.evidence = gather(analysis, used)
     found = evidence_findings(analysis) + failure_findings(table)
     top = analysis.budgets[-1]
@@ -198,7 +213,8 @@ def canonical_order(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(keys, kind="stable").reset_index(drop=True) if keys else df.reset_index(drop=True)
 
 
-def _approach_3(table: pd.DataFrame, opts: AnalysisOptions) -> tuple[ParametricFit | None, BootstrapResult | None, str]:
+def _approach_3(table: pd.DataFrame, opts: AnalysisOptions, stored: Mapping[str, Any] | None = None,
+                key: str = "") -> tuple[ParametricFit | None, BootstrapResult | None, str]:
     """The parametric fit and its bootstrap; residual outliers it finds are flagged in `table` too."""
     usable = table[~table["outlier"]]
     if len(usable) < MIN_POINTS_APPROACH_3:
@@ -220,6 +236,9 @@ def _approach_3(table: pd.DataFrame, opts: AnalysisOptions) -> tuple[ParametricF
                 table.at[p.index, "outlier_reason"] = p.reason
     boot = None
     if opts.n_bootstrap:
+        boot = reuse_parametric(stored, key, fit, n_resamples=opts.n_bootstrap, confidence=opts.confidence,
+                                seed=opts.seed)
+    if opts.n_bootstrap and boot is None:
         kept = frame.loc[~table["outlier"]] if opts.exclude_outliers else frame[np.isfinite(frame["loss"])]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

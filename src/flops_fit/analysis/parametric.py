@@ -135,6 +135,116 @@ def grid_objectives(
     return out
 
 
+#: Batched Newton: a resample has converged when its largest gradient component is below this.
+NEWTON_GTOL = 1e-9
+#: ...or, once no step lowers its objective any more (float precision), below this.
+NEWTON_GTOL_STALLED = 1e-7
+NEWTON_MAX_ITER = 300
+#: after this many iterations, the last few unconverged rows are left to the caller
+NEWTON_STRAGGLER_ITER = 40
+
+
+def _weighted_terms(theta: np.ndarray, W: np.ndarray, lN, lD, lL, delta: float, hessian: bool = True):
+    """Objective (and gradient, Hessian, Marquardt scale) of the summed Huber loss for each row of
+    ``theta`` (B, 5), with per-point weights ``W`` (B, n): a bootstrap resample is a weight vector
+    (how often each point was drawn), so every resample shares one set of points."""
+    x1 = theta[:, 0:1] - theta[:, 3:4] * lN
+    x2 = theta[:, 1:2] - theta[:, 4:5] * lD
+    le = theta[:, 2:3]
+    m = np.maximum(np.maximum(x1, x2), le)
+    w1, w2, w3 = np.exp(x1 - m), np.exp(x2 - m), np.exp(le - m)
+    s = w1 + w2 + w3
+    r = m + np.log(s) - lL
+    ar = np.abs(r)
+    small = ar <= delta
+    f = (W * np.where(small, 0.5 * r * r, delta * (ar - 0.5 * delta))).sum(1)
+    if not hessian:
+        return f
+    inv = 1.0 / s
+    p1, p2, p3 = w1 * inv, w2 * inv, w3 * inv
+    d1 = np.clip(r, -delta, delta) * W  # weight * rho'(r)
+    G = np.stack([p1, p2, p3, -p1 * lN, -p2 * lD], axis=1)  # dr/dtheta, (B, 5, n)
+    grad = np.matmul(G, d1[:, :, None])[..., 0]
+    # H = sum w [rho'' g g^T + rho' (D - g g^T)], D the sparse part of the LSE's curvature
+    H = np.matmul(G * (W * small - d1)[:, None, :], G.transpose(0, 2, 1))
+    a1, a2 = d1 * p1, d1 * p2
+    s1, s2 = a1 @ lN, a2 @ lD
+    H[:, 0, 0] += a1.sum(1)
+    H[:, 3, 3] += a1 @ (lN * lN)
+    H[:, 1, 1] += a2.sum(1)
+    H[:, 4, 4] += a2 @ (lD * lD)
+    H[:, 2, 2] += (d1 * p3).sum(1)
+    H[:, 0, 3] -= s1
+    H[:, 3, 0] -= s1
+    H[:, 1, 4] -= s2
+    H[:, 4, 1] -= s2
+    scale = np.matmul(G * G, W[:, :, None])[..., 0] + 1e-300
+    return f, grad, H, scale
+
+
+def _solve_rows(M: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched M x = b; a row whose matrix is singular gets its least-squares solution."""
+    try:
+        return np.linalg.solve(M, b[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return np.stack([np.linalg.lstsq(m, v, rcond=None)[0] for m, v in zip(M, b)])
+
+
+def solve_weighted_batch(
+    theta0: np.ndarray, W: np.ndarray, lN: np.ndarray, lD: np.ndarray, lL: np.ndarray, *, delta: float,
+    max_iter: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise the weighted Huber objective for every row of ``W`` at once, from ``theta0``.
+
+    Damped Newton (Levenberg-Marquardt on the exact Hessian, shifted to positive definite,
+    a step kept only when it lowers the objective), all rows advanced together in numpy:
+    a 1,000-resample bootstrap costs about what 30 single L-BFGS-B runs do. A row stops,
+    converged, when its largest gradient component is below ``NEWTON_GTOL`` or a kept step
+    lowers its objective by less than L-BFGS-B's ``ftol`` (the reference solver's own test,
+    so both stop at the same precision). Returns thetas (B, 5) and converged flags; a row
+    that has not converged keeps its best point, and the caller refits it another way.
+    """
+    W = np.asarray(W, dtype=float)
+    B = W.shape[0]
+    max_iter = NEWTON_MAX_ITER if max_iter is None else int(max_iter)
+    th = np.repeat(np.atleast_2d(np.asarray(theta0, dtype=float)), B, axis=0)
+    lam = np.full(B, 1e-6)
+    stalled = np.zeros(B, dtype=int)
+    flat = np.zeros(B, dtype=bool)
+    ftol = LBFGS_OPTIONS["ftol"]
+    f, g, H, sc = _weighted_terms(th, W, lN, lD, lL, delta)
+    eye = np.eye(5)
+    with np.errstate(all="ignore"):
+        for it in range(max_iter):
+            gmax = np.abs(g).max(axis=1)
+            a = np.flatnonzero((gmax > NEWTON_GTOL) & ~flat & (stalled < 8) & np.isfinite(f))
+            if a.size == 0 or (it >= NEWTON_STRAGGLER_ITER and a.size <= max(4, B // 200)):
+                break  # a few slow rows: cheaper one by one by the caller's L-BFGS-B than iterated here
+            dm = np.sqrt(sc[a])
+            hs = H[a] / dm[:, :, None] / dm[:, None, :]  # Marquardt scaling: log A and alpha differ by ~20x
+            sane = np.all(np.isfinite(hs), axis=(1, 2)) & np.all(np.isfinite(g[a]), axis=1) & (dm.min(1) > 1e-150)
+            stalled[a[~sane]] = 99  # degenerate data (e.g. one point carries all the weight): refit another way
+            a, dm, hs = a[sane], dm[sane], hs[sane]
+            if a.size == 0:
+                break
+            low = np.linalg.eigvalsh(hs)[:, 0]
+            lam_a = np.maximum(lam[a], np.where(low < 0, 1.1 * -low + 1e-12, 0.0))
+            y = _solve_rows(hs + lam_a[:, None, None] * eye, -(g[a] / dm))
+            trial = th[a] + y / dm
+            ft, gt, Ht, st = _weighted_terms(trial, W[a], lN, lD, lL, delta)
+            ok = np.isfinite(ft) & np.all(np.isfinite(trial), axis=1) & (ft <= f[a])
+            acc, rej = a[ok], a[~ok]
+            lam[acc] = np.maximum(lam_a[ok] / 4, 1e-12)
+            lam[rej] = lam_a[~ok] * 8 + 1e-8
+            stalled[acc] = 0
+            stalled[rej] += 1
+            flat[acc] = (f[acc] - ft[ok]) <= ftol * np.maximum(np.maximum(np.abs(f[acc]), np.abs(ft[ok])), 1.0)
+            th[acc], f[acc], g[acc], H[acc], sc[acc] = trial[ok], ft[ok], gt[ok], Ht[ok], st[ok]
+        gmax = np.abs(g).max(axis=1)
+    conv = np.isfinite(f) & ((gmax <= NEWTON_GTOL) | flat | ((stalled >= 8) & (gmax <= NEWTON_GTOL_STALLED)))
+    return th, conv
+
+
 @dataclass(frozen=True)
 class SolveResult:
     """One solver outcome on arrays (internal: crosses into bootstrap workers)."""
