@@ -55,19 +55,28 @@ def test_second_call_trains_nothing_and_gives_same_answer(tmp_path, toy_model, m
     assert second.predict(1e23) == first.predict(1e23)
 
 
-def test_results_json_valid_after_every_write(tmp_path, toy_model, monkeypatch):
-    seen = []
-    real_replace = os.replace
+def test_every_finished_run_is_durable_before_the_next_and_results_json_is_written_once(tmp_path, toy_model,
+                                                                                        monkeypatch):
+    seen, compactions = [], []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def checked_fsync(fd):
+        real_fsync(fd)
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("results.journal.jsonl"):
+            fp, records = ResultsStore.read(tmp_path / "results.json")  # raises if invalid
+            seen.append(len(records))
 
     def checked_replace(src, dst):
         real_replace(src, dst)
         if str(dst).endswith("results.json"):
-            fp, records = ResultsStore.read(dst)  # raises if invalid
-            seen.append(len(records))
+            compactions.append(len(ResultsStore.read(dst)[1]))
 
+    monkeypatch.setattr("flops_fit.training.store.os.fsync", checked_fsync)
     monkeypatch.setattr("flops_fit.io.os.replace", checked_replace)
     run(toy_model, tmp_path)
-    assert seen == list(range(1, 36)), "one durable write per finished experiment"
+    assert seen == list(range(1, 36)), "one durable append per finished experiment"
+    assert compactions == [35], "results.json is written once, at the end (linear in the number of runs)"
+    assert not (tmp_path / "results.journal.jsonl").exists()
 
 
 def test_noise_is_seeded_and_order_independent(tmp_path, toy_model):

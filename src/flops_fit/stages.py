@@ -49,6 +49,7 @@ from flops_fit.training.store import (
     RunRecord,
     check_against_plan,
     driver_lock,
+    journal_path,
 )
 from flops_fit.training.sweep import DEFAULT_MAX_RETRIES, RunFn, failed_record, is_transient, run_sweep
 
@@ -474,6 +475,34 @@ def estimate_sweep(plan: SweepPlan, model: ModelChoice, data: DataChoice, loss_f
     return plan.cost_estimate
 
 
+def plan_execution(plan: SweepPlan, workers: int | str, tc: Any, parts: tuple, estimate: dict | None) -> Any:
+    """Decide (in training.executors.choose_execution) how many runs go at once and with how many threads,
+    for the library and the CLI alike; record it in the plan (and the estimate's wall time), and return the
+    train config with those threads (an operational field: the plan's identity is unchanged). `parts` are
+    what a worker process would need to unpickle (model factory, data, loss)."""
+    import dataclasses
+
+    from flops_fit.training.executors import choose_execution, makespan, workers_blocker
+    from flops_fit.training.trainer import resolve_device
+
+    kw = dict(n_runs=len(plan.runnable), max_params=max(e.num_params for e in plan.runnable),
+              device=str(resolve_device(tc)), num_threads=tc.num_threads,
+              serial_seconds=None if estimate is None else float(estimate.get("total_seconds", 0.0)))
+    choice = choose_execution(workers, **kw)
+    if choice["workers"] > 1 or workers != "auto":
+        blocker = workers_blocker(parts)
+        if blocker:
+            choice = choose_execution(workers, blocker=blocker, **kw)
+    plan.execution = choice
+    if estimate is not None:
+        per = list((estimate.get("per_experiment") or {}).values())
+        estimate["workers"] = choice["workers"]
+        estimate["wall_seconds"] = makespan(per, choice["workers"])
+    threads = choice["threads_per_run"]
+    return dataclasses.replace(tc, num_threads=threads) if threads != tc.num_threads else tc
+
+
+
 def make_real_run_fn(
     plan: SweepPlan,
     model: ModelChoice,
@@ -665,7 +694,7 @@ def train_stage(
         if rpath.exists():
             fp, rec = read_record_file(rpath)
             done = rec if fp == fingerprint else None
-        if done is None and (out / RESULTS_FILE).exists():
+        if done is None and ((out / RESULTS_FILE).exists() or journal_path(out / RESULTS_FILE).exists()):
             fp, records = ResultsStore.read(out / RESULTS_FILE)
             if fp != fingerprint:
                 raise ValueError(

@@ -55,10 +55,11 @@ def test_sigkill_mid_run_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     results, second = out / "results.json", out / "checkpoints" / "C1e9-d8" / "state.pt"
+    journal = out / "results.journal.jsonl"  # a record lands there first (one appended line)
     deadline = time.time() + 120
     try:
         while time.time() < deadline:  # kill once run 1 is stored and run 2 has a checkpoint
-            if results.exists() and second.exists():
+            if journal.exists() and second.exists():
                 break
             if proc.poll() is not None:
                 pytest.fail(f"sweep ended before it could be killed: {proc.stdout.read().decode()[-2000:]}")
@@ -70,7 +71,8 @@ def test_sigkill_mid_run_resumes(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    first = {r["experiment_id"]: r for r in json.loads(results.read_text())["records"]}
+    assert not results.exists()  # killed before compaction: the journal alone holds the finished run
+    first = {r.experiment_id: r.to_dict() for r in ResultsStore.read(results)[1]}
     assert list(first) == ["C1e9-d4"]
     starts_before = (out / "starts.log").read_text().split("\n")
 
@@ -79,6 +81,7 @@ def test_sigkill_mid_run_resumes(tmp_path):
     starts_after = (out / "starts.log").read_text().split("\n")[len(starts_before) - 1:]
     assert "start C1e9-d4" not in starts_after  # the finished run was not redone
     final = json.loads(results.read_text())["records"]
+    assert not journal.exists()  # compacted into results.json at the end
     ids = [r["experiment_id"] for r in final]
     assert sorted(ids) == ["C1e9-d12", "C1e9-d4", "C1e9-d8"]  # each exactly once
     by_id = {r["experiment_id"]: r for r in final}

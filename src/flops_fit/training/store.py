@@ -1,13 +1,19 @@
-"""results.json: one record per finished experiment, rewritten atomically after each.
+"""results.json and its journal: one record per finished experiment.
 
-The driver is the only writer. A record, once written, is never lost: a kill
-leaves the previous valid file, a different plan is refused instead of mixed
-in, and `resume=False` moves old results aside instead of deleting them.
+The driver is the only writer. Each finished record is appended to
+``results.journal.jsonl`` (one JSON line, fsync'd before the next run is awaited),
+so a sweep of n runs writes O(n) bytes, not O(n^2); the journal is compacted into
+results.json (atomically, then removed) when the sweep ends and when a store is
+opened. Readers merge the two. A record, once written, is never lost: a kill
+mid-append leaves a torn last line that is ignored (that run is redone), a failed
+append is cut back off, a different plan is refused instead of mixed in, and
+`resume=False` moves old results aside instead of deleting them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -21,6 +27,7 @@ import pandas as pd
 from flops_fit import io
 
 LOCK_FILE = ".results.lock"
+JOURNAL_SUFFIX = ".journal.jsonl"
 RESULTS_SCHEMA = 1
 RESULTS_KIND = "flops-fit/results"
 
@@ -123,17 +130,59 @@ def check_against_plan(records: Iterable[RunRecord], planned: Mapping[str, tuple
                                  f"in sweep.json says {want!r}; refusing an edited record")
 
 
+def journal_path(path: str | Path) -> Path:
+    """The journal beside a results file: results.json -> results.journal.jsonl."""
+    p = Path(path)
+    return p.with_name(p.stem + JOURNAL_SUFFIX)
+
+
+def read_journal(path: str | Path) -> list[tuple[str, RunRecord]]:
+    """(plan fingerprint, record) of every complete line of a journal; [] when there is none.
+
+    A last line without its newline is a write cut short by a kill: ignored. Any other
+    malformed line is an error naming the file and the line.
+    """
+    p = Path(path)
+    if p.is_symlink():
+        raise ValueError(f"{p}: is a symbolic link; the results journal must be a plain file (remove it)")
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        return []
+    lines = raw.split(b"\n")
+    if lines and lines[-1] != b"":  # torn tail
+        lines = lines[:-1]
+    out = []
+    for no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{p}: line {no}"
+        try:
+            d = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{where}: not a JSON record ({exc}); the journal is corrupt or was edited") from None
+        if not isinstance(d, dict) or d.get("kind") != JOURNAL_KIND or d.get("schema") != RESULTS_SCHEMA:
+            raise ValueError(f"{where}: expected a {JOURNAL_KIND!r} line of schema {RESULTS_SCHEMA}")
+        fp = io.require(d, "plan_fingerprint", where)
+        out.append((str(fp), RunRecord.from_dict(io.require(d, "record", where), where, 0)))
+    return out
+
+
+JOURNAL_KIND = "flops-fit/results-journal"
+
+
 class ResultsStore:
-    """Append-only view of results.json for one plan (identified by its fingerprint)."""
+    """The results of one plan (identified by its fingerprint): results.json plus its journal."""
 
     def __init__(self, path: str | Path, plan_fingerprint: str, *, resume: bool = True,
                  planned: Mapping[str, tuple[float, int, float]] | None = None) -> None:
         self.path = Path(path)
+        self.journal = journal_path(self.path)
         self.fingerprint = plan_fingerprint
         self.planned = planned
         self._records: dict[str, RunRecord] = {}
         self.moved_aside: Path | None = None
-        if self.path.exists():
+        if self.path.exists() or self.journal.exists():
             if resume:
                 found, records = self.read(self.path)
                 if found != plan_fingerprint:
@@ -146,31 +195,58 @@ class ResultsStore:
                     check_against_plan(records, planned, str(self.path))
                 self._records = {r.experiment_id: r for r in records}
             else:
-                stamp = time.strftime("%Y%m%d-%H%M%S")
-                aside = self.path.with_name(f"results.{stamp}.json")
-                k = 1
-                while aside.exists():  # never overwrite an earlier set of results
-                    aside = self.path.with_name(f"results.{stamp}-{k}.json")
-                    k += 1
-                self.path.replace(aside)
-                self.moved_aside = aside
+                self._move_aside()
+
+    def _move_aside(self) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"results.{stamp}.json")
+        k = 1
+        while aside.exists() or journal_path(aside).exists():  # never overwrite an earlier set of results
+            aside = self.path.with_name(f"results.{stamp}-{k}.json")
+            k += 1
+        if self.journal.exists():  # fold the journal in, so the old results are one plain file
+            try:
+                fp, records = self.read(self.path)
+            except ValueError:  # unreadable: keep both files as they are, side by side
+                self.journal.replace(journal_path(aside))
+            else:
+                io.atomic_write_json(aside, {"schema": RESULTS_SCHEMA, "kind": RESULTS_KIND, "plan_fingerprint": fp,
+                                             "records": [r.to_dict() for r in records]})
+                self.journal.unlink()
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+        if self.path.exists():
+            self.path.replace(aside)
+        self.moved_aside = aside
 
     @staticmethod
     def read(path: str | Path) -> tuple[str, list[RunRecord]]:
-        """(plan fingerprint, records) of a results file; malformed files name the field."""
+        """(plan fingerprint, records) of a results file merged with its journal (a line there is newer
+        than results.json); malformed files name the field."""
         source = str(path)
-        data = io.read_json(path)
-        io.check_header(data, RESULTS_KIND, RESULTS_SCHEMA, source)
-        fp = io.require(data, "plan_fingerprint", source)
-        recs = io.require(data, "records", source)
-        if not isinstance(recs, list):
-            raise ValueError(f"{source}: field 'records': expected a list, found {type(recs).__name__}")
-        records = [RunRecord.from_dict(r, source, i) for i, r in enumerate(recs)]
-        ids = [r.experiment_id for r in records]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
-            raise ValueError(f"{source}: experiment {dup!r} appears more than once")
-        return fp, records
+        fp, records = None, []
+        if Path(path).exists() or not journal_path(path).exists():
+            data = io.read_json(path)
+            io.check_header(data, RESULTS_KIND, RESULTS_SCHEMA, source)
+            fp = io.require(data, "plan_fingerprint", source)
+            recs = io.require(data, "records", source)
+            if not isinstance(recs, list):
+                raise ValueError(f"{source}: field 'records': expected a list, found {type(recs).__name__}")
+            records = [RunRecord.from_dict(r, source, i) for i, r in enumerate(recs)]
+            ids = [r.experiment_id for r in records]
+            if len(set(ids)) != len(ids):
+                dup = next(i for i in ids if ids.count(i) > 1)
+                raise ValueError(f"{source}: experiment {dup!r} appears more than once")
+        merged = {r.experiment_id: r for r in records}
+        jpath = journal_path(path)
+        for jfp, rec in read_journal(jpath):
+            if fp is None:
+                fp = jfp
+            elif jfp != fp:
+                raise ValueError(f"{jpath}: a line of plan {jfp} beside results of plan {fp}; the two files come "
+                                 "from different sweeps (move one away)")
+            merged[rec.experiment_id] = rec
+        return str(fp), list(merged.values())
 
     @property
     def records(self) -> list[RunRecord]:
@@ -189,16 +265,51 @@ class ResultsStore:
         }
 
     def add(self, record: RunRecord) -> None:
-        """Record one finished experiment and make it durable before returning."""
+        """Record one finished experiment and make it durable (appended and fsync'd) before returning."""
+        self._append([record])
         self._records[record.experiment_id] = record
-        self._flush()
 
     def add_many(self, records: Iterable[RunRecord]) -> None:
-        for r in records:
-            self._records[r.experiment_id] = r
-        self._flush()
+        records = list(records)
+        if records:
+            self._append(records)
+            for r in records:
+                self._records[r.experiment_id] = r
 
-    def _flush(self) -> None:
+    def _append(self, records: list[RunRecord]) -> None:
+        text = "".join(
+            json.dumps(io._finite({"schema": RESULTS_SCHEMA, "kind": JOURNAL_KIND, "plan_fingerprint": self.fingerprint,
+                                   "record": r.to_dict()}), allow_nan=False) + "\n"
+            for r in records
+        ).encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.journal, flags, 0o666)
+        except OSError as exc:
+            if self.journal.is_symlink():
+                raise ValueError(f"{self.journal}: is a symbolic link; refusing to append through it") from None
+            raise
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(text)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as exc:  # a full disk: cut the partial line off so the journal stays whole
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise OSError(exc.errno, f"{self.journal}: could not append a record ({exc.strerror or exc}); "
+                                         "earlier records are intact") from exc
+        finally:
+            os.close(fd)
+
+    def compact(self) -> None:
+        """Fold the journal into results.json (atomically), then remove it. Safe to interrupt: until the
+        journal is gone its lines repeat what results.json holds, and readers merge them."""
+        if not self.journal.exists():
+            return
         io.atomic_write_json(
             self.path,
             {
@@ -208,6 +319,8 @@ class ResultsStore:
                 "records": [r.to_dict() for r in self._records.values()],
             },
         )
+        with contextlib.suppress(FileNotFoundError):
+            self.journal.unlink()
 
 
 def records_to_dataframe(records: Iterable[RunRecord]) -> pd.DataFrame:

@@ -10,6 +10,7 @@ same way) and is stored, retried only with ``retry_failed``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import traceback
 from collections import deque
@@ -91,9 +92,23 @@ def run_sweep(
     """
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"max_retries: expected an int >= 0, found {max_retries!r}")
-    executor = executor or LocalExecutor()
+    try:
+        new = _drive(plan, run_fn, store, executor or LocalExecutor(), progress, retry_failed, max_retries)
+    except BaseException:  # Ctrl-C, a crash of the driver loop: compact if we can; the journal keeps all anyway
+        with contextlib.suppress(OSError):
+            store.compact()
+        raise
+    store.compact()  # the journal into results.json
+    return new
+
+
+def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Executor, progress: bool | None,
+           retry_failed: bool, max_retries: int) -> list[RunRecord]:
     done = store.done_ids(include_failed=not retry_failed)
     todo = deque(e for e in plan.runnable if e.experiment_id not in done)
+    if executor.capacity > 1:  # longest first: the last runs to finish are short ones (results do not depend on order)
+        est = (plan.cost_estimate or {}).get("per_experiment") or {}
+        todo = deque(sorted(todo, key=lambda e: -float(est.get(e.experiment_id, e.flops))))
     new: list[RunRecord] = []
     if not todo:
         return new
