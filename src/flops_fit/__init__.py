@@ -3,20 +3,30 @@
     import flops_fit as ff
     result = ff.find_optimal(MyModel, "d_model", dataset=data, loss_fn=loss, compute_budgets=[1e13, 1e14])
     print(result.chinchilla_table())
+
+Every name is imported on first use, so ``import flops_fit`` (and each ``ff-*`` command's
+``--help``, and each run process an executor starts) pays for torch, pandas and scipy
+only when it needs them.
 """
 
 from typing import Any
 
-from flops_fit.analysis import ParametricFit, bootstrap_parametric, fit_parametric, load_chinchilla, load_llama3
-from flops_fit.api import analyze, compare, find_optimal
-from flops_fit.planning import Experiment, SweepPlan
-from flops_fit.result import Result
-from flops_fit.training.mock import MockLaw
-
 __version__ = "0.1.0"
 
-# names that import torch or scipy-heavy modules, loaded on first use
+#: public name -> the module that defines it
 _LAZY = {
+    "analyze": "flops_fit.api",
+    "compare": "flops_fit.api",
+    "find_optimal": "flops_fit.api",
+    "Experiment": "flops_fit.planning",
+    "SweepPlan": "flops_fit.planning",
+    "Result": "flops_fit.result",
+    "MockLaw": "flops_fit.training.mock",
+    "ParametricFit": "flops_fit.analysis",
+    "bootstrap_parametric": "flops_fit.analysis",
+    "fit_parametric": "flops_fit.analysis",
+    "load_chinchilla": "flops_fit.analysis",
+    "load_llama3": "flops_fit.analysis",
     "TrainConfig": "flops_fit.training.trainer",
     "register_model": "flops_fit.models",
     "create_model": "flops_fit.models",
@@ -29,12 +39,14 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
     raise AttributeError(f"module 'flops_fit' has no attribute {name!r}")
 
 
-__all__ = [
-    "Experiment", "MockLaw", "analyze", "ParametricFit", "Result", "SweepPlan", "TrainConfig", "bootstrap_parametric",
-    "compare", "create_model", "find_optimal", "fit_parametric", "list_models", "load_chinchilla", "load_llama3", "load_model",
-    "register_model", "__version__",
-]
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = sorted([*_LAZY, "__version__"])

@@ -35,7 +35,7 @@ _DESCRIPTIONS = {
 }
 
 
-from flops_fit.cli.study import ConfigError  # noqa: E402  (light: no torch at import)
+from flops_fit.cli import ConfigError  # noqa: E402  (light: no torch, pandas or scipy at import)
 
 
 def _parser(stage: str) -> argparse.ArgumentParser:
