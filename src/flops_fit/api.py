@@ -20,7 +20,7 @@ from flops_fit.planning import (
 )
 from flops_fit.result import RESULTS_FILE, SWEEP_FILE, Result
 from flops_fit.training.mock import MockLaw, mock_run
-from flops_fit.training.store import ResultsStore, driver_lock
+from flops_fit.training.store import ResultsStore, driver_lock, journal_path
 
 if TYPE_CHECKING:
     from flops_fit.comparison import Comparison
@@ -73,12 +73,14 @@ def find_optimal(
     flops_accounting: str = FLOPS_6ND,
     estimate_cost: bool = True,
     executor: Any = None,
+    workers: int | str = "auto",
     exclude_outliers: bool = True,
     n_bootstrap: int = 1000,
     confidence: float = 0.90,
     progress: bool | None = None,
     retry_failed: bool = False,
     max_retries: int = 2,
+    train_fn: Callable[..., Any] | None = None,
 ) -> Result | SweepPlan:
     """Plan an IsoFLOP sweep of `model_cls`, train it, and fit compute-optimal scaling laws.
 
@@ -96,6 +98,11 @@ def find_optimal(
     `exclude_outliers=False`. A transient failure (out of memory, a killed run
     process, a full disk) is retried up to `max_retries` times within the call and
     again on the next call; other failures are kept and retried with `retry_failed=True`.
+    `workers` runs train at once on this machine ("auto": one per core, one thread each, for
+    small CPU models in a sweep long enough to pay for the worker processes; see
+    ``training.executors.choose_execution``); the plan says what was chosen and why.
+    `train_fn(model, experiment, context) -> loss | dict` replaces the built-in trainer with
+    your own loop (see ``flops_fit.training.user``); plan, resume, executors and analysis stay.
     """
     # ---- validate at the door --------------------------------------------
     if mode not in MODES:
@@ -109,6 +116,15 @@ def find_optimal(
     _check_analysis_options(n_bootstrap, confidence)
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"max_retries: expected an int >= 0 (retries of a transient failure), found {max_retries!r}")
+    if train_fn is not None and not callable(train_fn):
+        raise TypeError(f"train_fn: expected a function (model, experiment, context) -> loss, found "
+                        f"{type(train_fn).__name__}")
+    if train_fn is not None and mode != "local":
+        raise ValueError(f"train_fn: replaces real training, so it needs mode='local', found mode={mode!r}")
+    if executor is not None and workers != "auto":
+        raise ValueError(f"workers: give workers or executor, not both (found workers={workers!r} and an executor)")
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers: expected 'auto' or a positive integer (runs at once), found {workers!r}")
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output_dir: expected a directory, found a file at {out}")
@@ -149,7 +165,7 @@ def find_optimal(
             loss_fn = _default_loss(spec, model_size_param, model_kwargs, probe)
     contract = check_model(model_cls, model_size_param, model_kwargs, probe)
     info = None
-    if mode == "local" and dataset is not None and loss_fn is not None:  # train=False too: the same plan
+    if mode == "local" and dataset is not None and loss_fn is not None and train_fn is None:  # train=False too
         from flops_fit.training.local import check_data_contract
 
         info = check_data_contract(
@@ -171,6 +187,8 @@ def find_optimal(
     law = mock_law or MockLaw()
     if mode == "mock":
         plan.run_settings = {"mode": "mock", "seed": seed, "mock_law": law.to_dict()}
+    elif train_fn is not None:  # the function is part of the sweep's identity: resuming with another is refused
+        plan.run_settings = {"mode": "local", "seed": seed, "train_fn": _qualified(train_fn), "data": data_desc}
     else:
         plan.run_settings = {
             "mode": "local",
@@ -181,15 +199,23 @@ def find_optimal(
             "allow_repeat": allow_repeat,
         }
 
-    if info is not None and plan.runnable:
+    if info is not None and plan.runnable and train_fn is None:
         _warn_flops_gap(plan, contract, dataset, loss_fn, info)
-    needs_data = mode == "local" and (dataset is None or loss_fn is None)
-    if estimate_cost and mode == "local" and not needs_data and plan.runnable and not plan_problems(plan):
+    needs_data = mode == "local" and train_fn is None and (dataset is None or loss_fn is None)
+    from flops_fit.stages import plan_execution
+
+    if mode == "local" and not needs_data and plan.runnable and executor is None and train_fn is None:
+        tc = plan_execution(plan, workers, tc, (contract.factory, dataset, loss_fn, val_dataset), None)
+    if estimate_cost and mode == "local" and not needs_data and plan.runnable and not plan_problems(plan) \
+            and train_fn is None:  # a user's own loop cannot be timed from here
         from flops_fit.training.cost import estimate_cost as _estimate
 
         # shown with train=False too: the plan a user inspects carries what it will cost
         plan.cost_estimate = _estimate(plan, contract.factory, contract.size_param, contract.model_kwargs, dataset,
                                        loss_fn, tc, units_per_sample=units_per_sample)
+        if executor is None:  # now that the runs' length is known: is a worker pool worth its start-up?
+            tc = plan_execution(plan, workers, tc, (contract.factory, dataset, loss_fn, val_dataset),
+                                   plan.cost_estimate)
     if not train or needs_data:
         if train and needs_data:
             missing = "dataset" if dataset is None else "loss_fn"
@@ -207,6 +233,15 @@ def find_optimal(
     _check_results(plan, out, resume)
     if mode == "mock":
         run_fn = functools.partial(mock_run, law=law, seed=seed)
+    elif train_fn is not None:
+        from flops_fit.training.user import UserTrainRun
+
+        run_fn = UserTrainRun(train_fn=train_fn, model_factory=contract.factory, size_param=contract.size_param,
+                              model_kwargs=contract.model_kwargs, dataset=dataset, val_dataset=val_dataset,
+                              loss_fn=loss_fn, output_dir=out, seed=seed, flops_accounting=flops_accounting,
+                              units=(data_desc or {}).get("units", "tokens") if isinstance(data_desc, dict) else "tokens")
+        if isinstance(workers, int) and workers > 1:
+            plan.execution = {"workers": workers, "threads_per_run": None, "reason": f"{workers} run(s) at once, as asked"}
     else:
         from flops_fit.training.local import make_run_fn
 
@@ -220,8 +255,12 @@ def find_optimal(
         print(plan.summary())
     from flops_fit.stages import train_stage
 
-    report = train_stage(out, run_fn, plan=plan, resume=resume, executor=executor, progress=progress,
-                         save_plan=True, retry_failed=retry_failed, max_retries=max_retries)
+    options = None
+    k = (plan.execution or {}).get("workers", 1)
+    if executor is None and k > 1:
+        executor, options = "pool", {"workers": k, "threads_per_run": plan.execution.get("threads_per_run")}
+    report = train_stage(out, run_fn, plan=plan, resume=resume, executor=executor, executor_options=options,
+                         progress=progress, save_plan=True, retry_failed=retry_failed, max_retries=max_retries)
     if report.moved_aside is not None:
         warnings.warn(f"resume=False: previous results moved to {report.moved_aside}", UserWarning, stacklevel=2)
 
@@ -231,6 +270,13 @@ def find_optimal(
                                  seed=seed, confidence=confidence)
     result.save()
     return result
+
+
+def _qualified(fn: Any) -> str:
+    """module:qualname of a function (what identifies a user's training loop in sweep.json)."""
+    mod = getattr(fn, "__module__", None) or type(fn).__module__
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{mod}:{name}"
 
 
 def _warn_flops_gap(plan: SweepPlan, contract: Any, dataset: Any, loss_fn: Any, info: Any) -> None:
@@ -273,7 +319,7 @@ def _save_plan(plan: SweepPlan, out: Path) -> None:
             raise RuntimeError(f"output_dir: a driver is training in {out} (its lock is held); refusing to "
                                f"rewrite {out / SWEEP_FILE} under it")
         results = out / RESULTS_FILE
-        if results.exists():
+        if results.exists() or journal_path(results).exists():
             found, _ = ResultsStore.read(results)
             if found != plan.fingerprint():
                 raise ValueError(

@@ -80,6 +80,9 @@ class SweepPlan:
     #: planned targets that were not kept, each {"compute_budget", "target_params", "size_value", "reason"}:
     #: two targets that map to one size value keep one run, and the other is listed here, never dropped silently
     dropped: list[dict[str, Any]] = field(default_factory=list)
+    #: how many runs train at once and with how many threads ({"workers", "threads_per_run", "reason"});
+    #: operational, not part of the fingerprint (see training.executors.choose_execution)
+    execution: dict[str, Any] | None = None
 
     # ---- summaries -------------------------------------------------------
     @property
@@ -124,11 +127,16 @@ class SweepPlan:
         if self.cost_estimate:
             est = self.cost_estimate
             per = list((est.get("per_experiment") or {}).values())
+            k = int(est.get("workers") or 1)
+            wall = est.get("wall_seconds", est.get("total_seconds", float("nan")))
             lines.append(
-                f"estimated wall time: {est.get('total_seconds', float('nan')):.0f} s on {est.get('device', '?')}"
-                + (f" with {est['num_threads']} thread(s)" if est.get("num_threads") else "")
+                f"estimated wall time: {wall:.0f} s on {est.get('device', '?')}"
+                + (f", {k} runs at once ({est.get('total_seconds', 0):.0f} s one at a time)" if k > 1 else "")
+                + (f" with {est['num_threads']} thread(s) per run" if est.get("num_threads") else "")
                 + (f" (runs {min(per):.0f}-{max(per):.0f} s each)" if per else "")
             )
+        if self.execution:
+            lines.append(f"execution: {self.execution.get('reason', '')}")
         lines += [f"REFUSED (would not train): {p}" for p in plan_problems(self)]
         lines += [f"measured FLOPs per data unit: ×{g['ratio_to_6N']:.3g} of 6·N at N={g['N']:,.0f}"
                   for g in self.flops_check]
@@ -144,6 +152,16 @@ class SweepPlan:
         )[["compute_budget", "size_value", "N", "D", "tokens_per_param", "flag_reason"]]
         lines.append(show.to_string(index=False))
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """Notebooks: the summary's header lines and the experiments as a table (escaped: names come from files)."""
+        import html
+
+        head = self.summary().split("\n")
+        head = head[: next((i for i, ln in enumerate(head) if ln.lstrip().startswith("compute_budget")), len(head))]
+        cols = ["experiment_id", "compute_budget", "size_value", "N", "D", "tokens_per_param", "flagged", "flag_reason"]
+        table = self.to_dataframe()[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}", escape=True)
+        return "<div>" + "<br>".join(html.escape(ln) for ln in head) + table + "</div>"
 
     def __repr__(self) -> str:  # keep notebooks readable
         return (
@@ -185,6 +203,7 @@ class SweepPlan:
             "experiments": [asdict(e) for e in self.experiments],
             "dropped": list(self.dropped),
             "flops_check": list(self.flops_check),
+            "execution": self.execution,
         }
 
     @classmethod
@@ -211,6 +230,7 @@ class SweepPlan:
             run_settings=data.get("run_settings", {}),
             dropped=list(data.get("dropped", [])),
             flops_check=list(data.get("flops_check", [])),
+            execution=data.get("execution") if isinstance(data.get("execution"), dict) else None,
         )
 
     def save(self, path: str) -> None:

@@ -485,8 +485,14 @@ def plan_execution(plan: SweepPlan, workers: int | str, tc: Any, parts: tuple, e
     from flops_fit.training.executors import choose_execution, makespan, workers_blocker
     from flops_fit.training.trainer import resolve_device
 
+    device = resolve_device(tc)
+    free = None
+    if device.type == "cuda":  # packed runs share the device's memory, not the host's
+        import torch
+
+        free = int(torch.cuda.mem_get_info(device)[0])
     kw = dict(n_runs=len(plan.runnable), max_params=max(e.num_params for e in plan.runnable),
-              device=str(resolve_device(tc)), num_threads=tc.num_threads,
+              device=str(device), num_threads=tc.num_threads, free_memory=free,
               serial_seconds=None if estimate is None else float(estimate.get("total_seconds", 0.0)))
     choice = choose_execution(workers, **kw)
     if choice["workers"] > 1 or workers != "auto":

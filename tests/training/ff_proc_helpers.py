@@ -52,3 +52,27 @@ class FailOnce:
             if kind == "bug":
                 raise ValueError("a bug in the user's code")
         return run_ok(exp)
+
+
+def pid_of_worker(_exp=None):
+    return os.getpid()
+
+
+class CountsUnpickling:
+    """A run function that records, in `folder`, each time it is unpickled (once per worker, not per run)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        open(os.path.join(self.folder, f"unpickled-{os.getpid()}-{time_ns()}"), "w").close()
+
+    def __call__(self, exp):
+        return run_ok(exp)
+
+
+def time_ns():
+    import time
+
+    return time.time_ns()

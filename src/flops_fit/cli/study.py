@@ -20,8 +20,7 @@ from flops_fit.training.mock import MockLaw
 MISSING = "???"
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used as given (the commands exit with status 2)."""
+from flops_fit.cli import ConfigError  # noqa: E402  (defined in the light package module, raised here)
 
 # keys of the fixed-shape sections (model, data and loss are checked by the stages)
 TOP_KEYS = {
@@ -34,7 +33,7 @@ PLANNING_KEYS = {
     "num_model_sizes", "span_decades", "center_tokens_per_param", "size_multiple", "size_values",
     "size_min", "size_max", "probe_size", "min_steps",
 }
-EXECUTOR_KEYS = {"name", "options"}
+EXECUTOR_KEYS = {"name", "workers", "options"}
 MOCK_LAW_KEYS = {f.name for f in dataclasses.fields(MockLaw)}
 ANALYSIS_KEYS = {"exclude_outliers", "n_bootstrap", "seed", "confidence"}
 #: ff-analyze table=runs.csv: how a table of runs a user already has is read (ff.analyze's arguments)
@@ -209,19 +208,37 @@ class Study:
             raise FileNotFoundError(f"{sweep}: file not found; run ff-plan first (with the same configuration)")
         plan = stages.load_plan(self.output_dir)
         stages.check_plan_matches(plan, self.identity(), str(self.output_dir / "sweep.json"))
+        ex = self.config["executor"]
+        name, options = ex["name"], dict(ex.get("options") or {})
+        workers = ex.get("workers", "auto")
+        if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ConfigError(f"executor.workers: expected auto or a positive integer (runs at once), found {workers!r}")
         if self.mode == "mock":
             run_fn = stages.make_mock_run_fn(plan)
         else:
             model = self.model()
             loss = stages.resolve_loss(self.config["loss"].get("_target_"), model)
             data = stages.load_dataset(self.config["data"], objective=model.objective, seed=self.config["seed"])
+            tc = self.train_config()
+            driver = self.config.get("experiment_id") is None
+            parts = (model.factory, data.train, loss, data.val)
+            local = driver and name == "local" and plan.runnable
+            if local:  # the same decision as find_optimal's (stages.plan_execution): threads first, then workers
+                tc = stages.plan_execution(plan, workers, tc, parts, None)
             run_fn = stages.make_real_run_fn(
-                plan, model, data, loss, self.train_config(), self.output_dir,
+                plan, model, data, loss, tc, self.output_dir,
                 probe_size=self.config["planning"].get("probe_size"),
             )
-            if self.config.get("experiment_id") is None:  # the driver: say what the sweep will cost first
-                self._confirm_cost(stages.estimate_sweep(plan, model, data, loss, self.train_config()))
-        ex = self.config["executor"]
+            if driver:  # the driver: say what the sweep will cost first
+                est = stages.estimate_sweep(plan, model, data, loss, tc)
+                if local:
+                    stages.plan_execution(plan, workers, tc, parts, est)
+                    if plan.execution and plan.execution["workers"] > 1:
+                        name = "pool"
+                        options = {"workers": plan.execution["workers"],
+                                   "threads_per_run": plan.execution["threads_per_run"]}
+                    print(f"execution: {plan.execution['reason']}", flush=True)
+                self._confirm_cost(est)
         return stages.train_stage(
             self.output_dir,
             run_fn,
@@ -229,14 +246,14 @@ class Study:
             experiment_id=self.config.get("experiment_id"),
             resume=bool(self.config["resume"]),
             retry_failed=bool(self.config["retry_failed"]),
-            executor=ex["name"],
-            executor_options=ex.get("options") or {},
+            executor=name,
+            executor_options=options,
             progress=self.config.get("progress"),
         )
 
     def _confirm_cost(self, estimate: dict) -> None:
         """Print the estimate; above confirm_above_s ask on a terminal, refuse elsewhere, unless confirm=false."""
-        total = float(estimate.get("total_seconds", 0.0))
+        total = float(estimate.get("wall_seconds", estimate.get("total_seconds", 0.0)))
         print(f"estimated wall time: {total:.0f} s on {estimate.get('device', '?')} "
               f"({len(estimate.get('per_experiment', {}))} runs)", flush=True)
         limit = float(self.config.get("confirm_above_s") or 1800)

@@ -5,9 +5,11 @@ Cluster engines (Ray, Dask, submitit) plug in here without touching the trainer.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
+import queue
 import signal
 import threading
 from concurrent.futures import Future
@@ -185,7 +187,202 @@ class ProcessExecutor:
                 p.join()
 
 
-_EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "process": ProcessExecutor}
+def _pool_worker_main(conn: Any, parent_pid: int, threads: int | None) -> None:
+    """Body of a PoolExecutor worker: receive (key, pickled fn or None, args, kwargs), run, send the outcome.
+
+    The run function (with its dataset) crosses the pipe once per worker, not once per run.
+    """
+    die_with_parent(parent_pid)
+    if threads:  # before torch is first imported (by unpickling the run function): its pool starts this size
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(threads)
+    fns: dict[int, Callable[..., Any]] = {}
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        key, blob, args, kwargs = msg
+        try:
+            if blob is not None:
+                fns = {key: pickle.loads(blob)}  # one sweep at a time: drop an earlier function
+            fn = fns[key]
+            out: tuple[str, Any] = ("ok", fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+            import traceback
+
+            tb = traceback.format_exc()
+            try:
+                pickle.dumps(exc)
+                out = ("err", (exc, tb))
+            except Exception:  # noqa: BLE001
+                out = ("err", (RuntimeError(f"{type(exc).__name__}: {exc}"), tb))
+        try:
+            conn.send(out)
+        except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
+            conn.send(("err", (RuntimeError(f"run result could not be sent back: {type(exc).__name__}: {exc}"), "")))
+
+
+class PoolExecutor:
+    """`workers` long-lived run processes (spawn) on this machine, each running one experiment at a time.
+
+    Unlike ProcessExecutor, a process serves many runs, so torch's import and the
+    dataset's transfer are paid once per worker, not once per run. A worker that dies
+    (hard exit, OOM kill) fails only the run it held, with RunProcessDied (transient:
+    the driver retries it), and is replaced for the next run. Workers get SIGKILL if
+    the driver dies. `threads_per_run` sets each worker's torch thread pool.
+    """
+
+    name = "pool"
+
+    def __init__(self, workers: int = 2, threads_per_run: int | None = 1, start_method: str = "spawn",
+                 poll_s: float = 0.2) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers: expected a positive integer, found {workers!r}")
+        if threads_per_run is not None and (isinstance(threads_per_run, bool) or not isinstance(threads_per_run, int)
+                                            or threads_per_run < 1):
+            raise ValueError(f"threads_per_run: expected a positive integer or None, found {threads_per_run!r}")
+        self.capacity = workers
+        self.threads_per_run = threads_per_run
+        self._ctx = mp.get_context(start_method)
+        self._poll_s = poll_s
+        self._tasks: "queue.Queue[Any]" = queue.Queue()
+        self._lock = threading.Lock()
+        self._procs: set[Any] = set()
+        self._keep: dict[int, Callable[..., Any]] = {}  # functions sent, kept alive so their id() stays theirs
+        self._blobs: dict[int, bytes] = {}
+        self._threads = [threading.Thread(target=self._serve, daemon=True) for _ in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        fut: Future = Future()
+        key = id(fn)
+        with self._lock:
+            if key not in self._blobs:
+                try:
+                    self._blobs[key] = pickle.dumps(fn)
+                except Exception as exc:  # noqa: BLE001
+                    fut.set_exception(TypeError(
+                        f"run function could not be sent to a worker process ({type(exc).__name__}: {exc}); it and "
+                        "its arguments must be picklable"))
+                    return fut
+                self._keep[key] = fn
+        self._tasks.put((fut, key, args, kwargs))
+        return fut
+
+    def _start(self) -> tuple[Any, Any]:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(target=_pool_worker_main, args=(child, os.getpid(), self.threads_per_run),
+                                 daemon=False)
+        proc.start()
+        child.close()
+        with self._lock:
+            self._procs.add(proc)
+        return proc, parent
+
+    def _serve(self) -> None:
+        """One worker's thread: feed it tasks, watch it, replace it when it dies."""
+        proc = conn = None
+        sent: set[int] = set()
+        try:
+            while True:
+                task = self._tasks.get()
+                if task is None:
+                    return
+                fut, key, args, kwargs = task
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                try:
+                    if proc is None or not proc.is_alive():
+                        proc, conn = self._start()
+                        sent = set()
+                    conn.send((key, None if key in sent else self._blobs[key], args, kwargs))
+                    sent.add(key)
+                except Exception as exc:  # noqa: BLE001 - e.g. arguments not picklable, a worker that cannot start
+                    fut.set_exception(TypeError(f"run could not be sent to a worker process ({type(exc).__name__}: "
+                                                f"{exc})"))
+                    continue
+                msg = self._wait(proc, conn)
+                if msg is None:
+                    proc.join(5.0)  # reap it, so its exit code or signal can be told
+                    fut.set_exception(RunProcessDied(f"run process {_how_it_ended(proc)} without returning a result"))
+                    self._reap(proc, conn)
+                    proc = conn = None
+                elif msg[0] == "ok":
+                    fut.set_result(msg[1])
+                else:
+                    exc, tb = msg[1]
+                    if tb:
+                        tail = tb if len(tb) <= 1500 else "..." + tb[-1500:]
+                        exc.__notes__ = [*getattr(exc, "__notes__", []), "in the run process:\n" + tail]
+                    fut.set_exception(exc)
+        finally:
+            if proc is not None:
+                with contextlib.suppress(Exception):
+                    conn.send(None)
+                proc.join(5.0)
+                self._reap(proc, conn)
+
+    def _wait(self, proc: Any, conn: Any) -> Any:
+        while True:
+            if conn.poll(self._poll_s):
+                try:
+                    return conn.recv()
+                except (EOFError, OSError):
+                    return None
+            if not proc.is_alive():
+                if conn.poll(0):
+                    with contextlib.suppress(EOFError, OSError):
+                        return conn.recv()
+                return None
+
+    def _reap(self, proc: Any, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            conn.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        with self._lock:
+            self._procs.discard(proc)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Finish (or, wait=False: Ctrl-C, SIGTERM, terminate) the runs in flight and stop the workers; a run
+        keeps its last checkpoint and resumes from it on the next call."""
+        if not wait:
+            with self._lock:
+                procs = list(self._procs)
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+            while True:  # runs not started yet are not started
+                try:
+                    task = self._tasks.get_nowait()
+                except queue.Empty:
+                    break
+                if task is not None:
+                    task[0].cancel()
+        for _ in self._threads:
+            self._tasks.put(None)
+        for t in self._threads:
+            t.join(None if wait else 10.0)
+
+
+def _how_it_ended(proc: Any) -> str:
+    code = proc.exitcode
+    if code is not None and code < 0:
+        try:
+            sig = signal.Signals(-code).name
+        except ValueError:
+            sig = str(-code)
+        return f"killed by signal {sig}" + (" (out of memory?)" if sig == "SIGKILL" else "")
+    return f"exited with code {code}"
+
+
+_EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "process": ProcessExecutor,
+                                                "pool": PoolExecutor}
 _CLUSTER_EXECUTORS = ("ray", "dask", "slurm", "submitit")  # registered when flops_fit.training.cluster is imported
 
 
@@ -211,3 +408,137 @@ def get_executor(executor: str | Executor | None, **options: Any) -> Executor:
             f"attribute, found {type(executor).__name__}"
         )
     return executor
+
+
+# ---------------------------------------------------------------------------
+# how many runs at once on this machine: decided here, once, for the library and the CLI
+
+#: a model up to this many parameters runs best on one thread (tiny matmuls do not scale across cores)
+SMALL_MODEL_PARAMS = 30_000_000
+#: below this many estimated seconds of training a worker pool's start-up (torch import per worker) is not worth it
+MIN_POOL_SECONDS = 30.0
+#: bytes a run process needs besides its model: the interpreter, torch, the dataset copy
+PROCESS_BASE_BYTES = 400 * 2**20
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _available_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return None
+
+
+def run_bytes(num_params: int) -> int:
+    """What one run of a model of `num_params` holds: fp32 weights, gradients and two AdamW moments, plus
+    activations (about as much again) and the process itself."""
+    return int(32 * num_params) + PROCESS_BASE_BYTES
+
+
+def workers_blocker(objects: tuple[Any, ...]) -> str | None:
+    """Why the run function's parts cannot go to a worker process, or None when they can.
+
+    They must pickle, and what they reference in ``__main__`` must be importable by a
+    spawned process: from a script that guards its entry point
+    (``if __name__ == "__main__":``); never from a notebook or an interactive session.
+    """
+    import sys
+
+    try:
+        blob = pickle.dumps(objects)
+    except Exception as exc:  # noqa: BLE001 - e.g. a lambda loss or a local class
+        return f"the model, data or loss cannot be pickled ({type(exc).__name__}: {exc})"
+    if b"__main__" not in blob:
+        return None
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return "the model, data or loss is defined in an interactive session or notebook (define it in a module)"
+    try:
+        from pathlib import Path
+        import re
+
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"the model, data or loss is defined in {path}, which cannot be read"
+    if not re.search(r"""if\s+__name__\s*==\s*['"]__main__['"]""", text):
+        return (f"the model, data or loss is defined in {path}, which has no `if __name__ == \"__main__\":` guard "
+                "(a worker process would run the whole script again)")
+    return None
+
+
+def choose_execution(
+    workers: int | str,
+    *,
+    n_runs: int,
+    max_params: int,
+    device: str,
+    num_threads: int | None,
+    serial_seconds: float | None = None,
+    blocker: str | None = None,
+    cores: int | None = None,
+    free_memory: int | None = None,
+) -> dict[str, Any]:
+    """How many runs train at once and with how many threads each: {"workers", "threads_per_run", "reason"}.
+
+    `workers="auto"`: on a CPU, one run per core with one thread each when the models are
+    small (tiny matmuls do not scale across threads, and a sweep is many independent runs),
+    the sweep is long enough to pay for the workers' start-up, the runs can go to worker
+    processes and memory allows; else one run at a time in this process. On CUDA, one run
+    at a time unless asked: `workers=k` packs k runs on the device, checked against its
+    free memory. An int is taken as asked, within the same checks.
+    """
+    cores = cores or usable_cores()
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers: expected 'auto' or a positive integer (runs at once), found {workers!r}")
+    small = max_params <= SMALL_MODEL_PARAMS
+    on_cuda = str(device).startswith("cuda")
+    threads = num_threads
+    if threads is None and small and not on_cuda:
+        threads = 1
+    if free_memory is None:
+        free_memory = _available_memory()
+    fit = n_runs if free_memory is None else max(1, int(0.8 * free_memory // run_bytes(max_params)))
+    if workers == "auto":
+        if on_cuda:
+            return {"workers": 1, "threads_per_run": threads, "reason": "one run at a time on the GPU "
+                    "(pass workers=k to pack k small runs on it)"}
+        if not small:
+            return {"workers": 1, "threads_per_run": threads,
+                    "reason": f"one run at a time with all threads: models up to N={max_params:,} use several cores"}
+        per_core = max(1, cores // (threads or cores))
+        k = min(per_core, n_runs, fit)
+        if k < 2:
+            why = ("one core" if cores == 1 else "one run" if n_runs < 2 else
+                   "memory allows one run" if fit < 2 else f"each run uses {threads or cores} threads")
+            return {"workers": 1, "threads_per_run": threads, "reason": f"one run at a time: {why}"}
+        if blocker:
+            return {"workers": 1, "threads_per_run": threads, "reason": f"one run at a time: {blocker}"}
+        if serial_seconds is not None and serial_seconds < MIN_POOL_SECONDS:
+            return {"workers": 1, "threads_per_run": threads,
+                    "reason": f"one run at a time: the sweep is short ({serial_seconds:.0f} s estimated)"}
+        return {"workers": k, "threads_per_run": threads,
+                "reason": f"{k} runs at once, {threads} thread(s) each, on {cores} cores"}
+    if workers > 1 and blocker:
+        raise ValueError(f"workers: {workers} runs at once need worker processes, but {blocker}")
+    if workers > fit:
+        raise ValueError(f"workers: {workers} runs at once need about {workers * run_bytes(max_params) / 2**30:.1f} "
+                         f"GiB, but {free_memory / 2**30:.1f} GiB is free; pass workers={fit} or fewer")
+    return {"workers": workers, "threads_per_run": threads, "reason": f"{workers} run(s) at once, as asked"}
+
+
+def makespan(seconds: list[float], workers: int) -> float:
+    """Wall time of runs of these lengths on `workers` slots, longest first (what the driver does, roughly)."""
+    if workers <= 1:
+        return float(sum(seconds))
+    slots = [0.0] * workers
+    for s in sorted(seconds, reverse=True):
+        i = slots.index(min(slots))
+        slots[i] += s
+    return float(max(slots))
