@@ -6,7 +6,9 @@ median throughput of each is compared. The trainer's figure is its own
 ``details["units_per_s"]`` (training loop only: no model build, FLOPs
 measurement or validation), the loop's is timed the same way.
 
-    python benchmarks/bench_trainer_overhead.py [--steps 300] [--reps 3] [--threads 1]
+    python benchmarks/bench_trainer_overhead.py [--steps 300] [--reps 3] [--d-models 16 56 256] [--threads 1]
+
+Target: the trainer at >= 0.97x the same-math loop (with gradient clipping, as the trainer does).
 
 Writes benchmarks/results/trainer_overhead.json.
 """
@@ -92,7 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--d-model", type=int, default=64)
+    ap.add_argument("--d-models", type=int, nargs="+", default=[16, 56, 256])
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
@@ -100,35 +102,39 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     train, val, vocab, data_name = dataset(args.seq_len)
-    mk = {"d_model": args.d_model, "n_layers": 2, "head_dim": 8, "vocab_size": vocab, "max_seq_len": args.seq_len}
     cfg = TrainConfig(batch_size=args.batch_size, val_units=16 * args.seq_len, progress=False, device="cpu")
-    res = {"trainer": [], "loop": [], "loop_clip": []}
+    sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
-        hand_loop(mk, train, 20, args.batch_size, cfg, True)  # warm-up
-        for rep in range(args.reps):
-            res["loop"].append(hand_loop(mk, train, args.steps, args.batch_size, cfg, False))
-            res["trainer"].append(trainer(mk, train, val, args.steps, args.batch_size, args.seq_len, cfg,
-                                          Path(tmp), rep))
-            res["loop_clip"].append(hand_loop(mk, train, args.steps, args.batch_size, cfg, True))
-    med = {k: statistics.median(v) for k, v in res.items()}
-    overhead = 1.0 - med["trainer"] / med["loop"]
-    overhead_clip = 1.0 - med["trainer"] / med["loop_clip"]
+        for d in args.d_models:
+            mk = {"d_model": d, "n_layers": 2, "head_dim": 8, "vocab_size": vocab, "max_seq_len": args.seq_len}
+            res = {"trainer": [], "loop": [], "loop_clip": []}
+            hand_loop(mk, train, 20, args.batch_size, cfg, True)  # warm-up
+            for rep in range(args.reps):  # interleaved, so drift in the machine's speed hits all three alike
+                res["loop"].append(hand_loop(mk, train, args.steps, args.batch_size, cfg, False))
+                res["trainer"].append(trainer(mk, train, val, args.steps, args.batch_size, args.seq_len, cfg,
+                                              Path(tmp) / f"d{d}", rep))
+                res["loop_clip"].append(hand_loop(mk, train, args.steps, args.batch_size, cfg, True))
+            med = {k: statistics.median(v) for k, v in res.items()}
+            sizes[str(d)] = {"num_params": GPT(**mk).num_params(), "units_per_s": res, "median_units_per_s": med,
+                             "trainer_vs_same_math_loop": med["trainer"] / med["loop_clip"],
+                             "trainer_vs_minimal_loop": med["trainer"] / med["loop"]}
+            print(f"d_model {d:4d}: trainer {med['trainer']:,.0f} tok/s, same-math loop (grad clip) "
+                  f"{med['loop_clip']:,.0f}, minimal loop {med['loop']:,.0f}: trainer at "
+                  f"x{sizes[str(d)]['trainer_vs_same_math_loop']:.3f} of the same-math loop", flush=True)
     try:
         load = os.getloadavg()
     except OSError:
         load = None
     report = {
         "benchmark": "trainer_overhead",
-        "model": {"class": "GPT", **mk, "num_params": GPT(**mk).num_params()},
+        "model": {"class": "GPT", "n_layers": 2, "head_dim": 8, "vocab_size": vocab, "max_seq_len": args.seq_len},
         "data": data_name,
         "batch_size": args.batch_size,
         "steps_per_rep": args.steps,
         "reps": args.reps,
-        "units_per_s": res,
-        "median_units_per_s": med,
-        "overhead_vs_minimal_loop": overhead,
-        "overhead_vs_loop_with_grad_clip": overhead_clip,
-        "target": "< 0.10 on CPU",
+        "sizes": sizes,
+        "target": ">= 0.97 of a same-math hand-written loop at d_model 16, 56 and 256 (issue 'Use the whole machine')",
+        "target_met": all(v["trainer_vs_same_math_loop"] >= 0.97 for v in sizes.values()),
         "machine": {
             "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
@@ -140,9 +146,7 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
-    print(json.dumps({k: report[k] for k in ("median_units_per_s", "overhead_vs_minimal_loop",
-                                             "overhead_vs_loop_with_grad_clip")}, indent=1))
-    print(f"trainer overhead vs minimal loop: {overhead:+.1%} (vs loop with grad clipping: {overhead_clip:+.1%})")
+    print(f"target met: {report['target_met']}; wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,18 @@ def test_use_it_as_a_library_block_runs_a_real_sweep(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "my-sweep" / "plots" / "scaling_laws.png").stat().st_size > 10_000
 
 
+def test_your_own_training_loop_block_trains_with_the_users_function(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    ns: dict = {}
+    with contextlib.redirect_stdout(out):
+        exec(compile(python_block("### Your own training loop"), "README.md", "exec"), ns)
+    result = ns["result"]
+    assert len(result.records) >= 10 and all(r.ok and r.details["engine"] == "train_fn" for r in result.records)
+    assert all(r.final_loss < 2.77 for r in result.records)  # below ln 16: the user's loop trained them
+    assert "predict() uses Approach" in out.getvalue()
+
+
 def test_built_in_architectures_block_plans_every_sweep_as_written():
     out = io.StringIO()
     ns: dict = {}

@@ -382,6 +382,20 @@ class Result:
                 f"{', NOT converged' if not fit.converged else ''}): E={v('E', '.4g')}, A={v('A', '.4g')}, "
                 f"B={v('B', '.4g')}, α={v('alpha', '.3f')}, β={v('beta', '.3f')}; N_opt ∝ C^{v('a', '.3f')}")
 
+    def _repr_html_(self) -> str:
+        """Notebooks: the findings, the headline choice and the Chinchilla table (escaped: ids come from files)."""
+        import html
+
+        an = self.analysis
+        items = "".join(f"<li><b>{html.escape(f.severity.upper())}</b>: {html.escape(f.message)}</li>"
+                        for f in an.findings if f.severity != "note")
+        reason = an.evidence.reason if an.evidence is not None else ""
+        table = self.chinchilla_dataframe().to_html(index=False, float_format=lambda v: f"{v:.4g}", escape=True)
+        return (f"<div><b>flops-fit Result</b>: {len(self.records) or len(an.table)} runs, {len(an.budgets)} budgets; "
+                f"predict() uses {html.escape(APPROACH_LABELS[self.predict_with])}"
+                + (f" ({html.escape(reason)})" if reason else "")
+                + (f"<ul>{items}</ul>" if items else "") + table + "</div>")
+
     def __repr__(self) -> str:
         p = self.predict(1.0)
         return (f"Result(runs={len(self.records) or len(self.analysis.table)}, budgets={len(self.analysis.budgets)}, "

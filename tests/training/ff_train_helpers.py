@@ -119,3 +119,44 @@ def slow_lm_loss(outputs, batch):
 
     time.sleep(0.004)
     return lm_loss(outputs, batch)
+
+
+def plain_train(model, experiment, context):
+    """A user's own training loop (the train_fn contract): AdamW on the exact token budget, then validation."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    loader = torch.utils.data.DataLoader(context.dataset, batch_size=8, shuffle=True,
+                                         generator=torch.Generator().manual_seed(context.seed))
+    seen = 0
+    while seen < experiment.num_tokens:
+        for batch in loader:
+            loss = lm_loss(model(batch["input_ids"]), batch)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            seen += batch["input_ids"].numel()
+            if seen >= experiment.num_tokens:
+                break
+    with torch.no_grad():
+        val = context.val_dataset[:]
+        final = lm_loss(model(val["input_ids"]), val)
+    (context.checkpoint_dir / "done.txt").write_text(str(seen))
+    return {"loss": float(final), "details": {"tokens_seen": seen, "checkpoint_dir": str(context.checkpoint_dir)}}
+
+
+class ValSlice(TokenData):
+    """TokenData whose [:] gives the whole split as one batch (for plain_train's validation)."""
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return {"input_ids": self.x[i], "labels": self.y[i]}
+        return super().__getitem__(i)
+
+
+def nan_train(model, experiment, context):
+    return float("nan")
+
+
+def wrong_train(model, experiment, context):
+    return "low"

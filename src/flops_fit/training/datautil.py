@@ -104,6 +104,10 @@ class DataSource:
         self.dataset = dataset
         self.collate = collate
         self.name = name
+        # a data set that collates a whole batch in one call (the built-in token windows), used only where
+        # it gives what the default collate would: map-style, no collate of the user's own
+        self.batched = (self.kind == "map" and collate is default_collate
+                        and callable(getattr(dataset, "_flops_fit_batch", None)))
 
     def __len__(self) -> int:
         if self.kind != "map":
@@ -237,6 +241,29 @@ class SampleStream:
         for _ in range(self.skip + self.offset):
             next(it)
         return it
+
+    def take_batch(self, k: int) -> Any:
+        """The next k samples, collated: in one call on a batched map-style source, else sample by sample."""
+        if not self.source.batched:
+            return self.source.collate(self.take(k))
+        parts = []
+        got = 0
+        empty_epochs = 0
+        while got < k:
+            order = self._epoch_order()
+            if self.offset >= len(order):
+                self.epoch, self.offset, self._order = self.epoch + 1, 0, None
+                empty_epochs += 1
+                if empty_epochs > 1:
+                    raise ValueError(f"{self.source.name}: no training samples left (empty dataset)")
+                continue
+            n = min(k - got, len(order) - self.offset)
+            part = np.asarray(order[self.offset:self.offset + n], dtype=np.int64)  # a huge set skips held-out ones
+            parts.append(part)
+            self.offset += n
+            got += part.size
+            empty_epochs = 0
+        return self.source.dataset._flops_fit_batch(np.concatenate(parts))
 
     def take(self, k: int) -> list[Any]:
         """The next k samples, starting a new epoch whenever one runs out."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import sys
+import time
 import traceback
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -73,6 +75,25 @@ def failed_record(exp: Experiment, error: str, flops_method: str, units: str = "
     )
 
 
+def progress_line(record: RunRecord, done: int, total: int, flops_done: float, total_flops: float,
+                  elapsed_s: float) -> str:
+    """One log line per finished run (what nohup, SLURM and pipes get): the run, and the sweep's progress
+    and time left by FLOPs (runs differ in cost by 10x and more, so counting runs misleads)."""
+    frac = flops_done / total_flops if total_flops > 0 else 1.0
+    left = elapsed_s * (1 - frac) / frac if frac > 0 else float("nan")
+    loss = f"loss {record.final_loss:.4f}" if record.final_loss is not None else record.status
+    return (f"[flops-fit] {done}/{total} {record.experiment_id}: {loss}, N={record.num_params:.3g}, "
+            f"D={record.num_tokens:.3g}, {record.wall_time_s:.1f} s | {frac:.0%} of FLOPs done, "
+            f"{_duration(elapsed_s)} elapsed, about {_duration(left)} left")
+
+
+def _duration(s: float) -> str:
+    if not s == s:  # nan
+        return "?"
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 def run_sweep(
     plan: SweepPlan,
     run_fn: RunFn,
@@ -113,16 +134,21 @@ def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Execut
     if not todo:
         return new
     total_flops = sum(e.flops for e in todo)
-    bar = tqdm(
-        total=len(todo),
+    terminal = sys.stderr.isatty()
+    lines = progress is None and not terminal  # nohup, SLURM, a pipe: one log line per finished run instead
+    bar = tqdm(  # counts FLOPs, so its time left is by compute, not by number of runs
+        total=total_flops,
         desc="sweep",
-        unit="run",
-        disable=None if progress is None else not progress,
+        unit="FLOP",
+        unit_scale=True,
+        disable=not (progress is True or (progress is None and terminal)),
         dynamic_ncols=True,
     )
     flops_done = 0.0
+    t_start = time.perf_counter()
     inflight: dict[Future, Experiment] = {}
     attempts: dict[str, int] = {}
+    n_todo = len(todo)
     try:
         while todo or inflight:
             while todo and len(inflight) < max(1, executor.capacity):
@@ -135,6 +161,9 @@ def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Execut
                 attempts[exp.experiment_id] = attempts.get(exp.experiment_id, 0) + 1
                 if exc is not None and is_transient(exc) and attempts[exp.experiment_id] <= max_retries:
                     todo.append(exp)  # a one-off fault: the same run again, resuming from its checkpoint
+                    if lines:
+                        print(f"[flops-fit] {exp.experiment_id}: transient failure, retrying "
+                              f"({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr, flush=True)
                     continue
                 if exc is None:
                     record = fut.result()
@@ -153,8 +182,11 @@ def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Execut
                 store.add(record)
                 new.append(record)
                 flops_done += exp.flops
-                bar.update(1)
-                bar.set_postfix_str(f"{flops_done / total_flops:.0%} of FLOPs")
+                bar.update(exp.flops)
+                bar.set_postfix_str(f"{len(new)}/{n_todo} runs")
+                if lines:
+                    print(progress_line(record, len(new), n_todo, flops_done, total_flops,
+                                        time.perf_counter() - t_start), file=sys.stderr, flush=True)
     finally:
         bar.close()
     return new

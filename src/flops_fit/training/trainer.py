@@ -390,7 +390,7 @@ def _next_micro_batch(stream: SampleStream, inp: RunInputs, remaining: float) ->
     n = cfg.batch_size
     if not inp.info.has_mask:  # fixed units per sample: take only what is needed
         n = min(n, max(1, math.ceil(remaining / inp.info.units_per_sample - 1e-9)))
-    batch = inp.source.collate(stream.take(n))
+    batch = stream.take_batch(n)
     per = units_per_item(batch, inp.info)
     total = float(per.sum())
     if total > remaining:
