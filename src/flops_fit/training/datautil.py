@@ -246,7 +246,11 @@ class SampleStream:
         """The next k samples, collated: in one call on a batched map-style source, else sample by sample."""
         if not self.source.batched:
             return self.source.collate(self.take(k))
-        parts = []
+        return self.source.dataset._flops_fit_batch(self._take_indices(k))
+
+    def _take_indices(self, k: int) -> np.ndarray:
+        """Map-style: the indices of the next k samples, starting a new epoch whenever one runs out."""
+        parts: list[np.ndarray] = []
         got = 0
         empty_epochs = 0
         while got < k:
@@ -263,44 +267,33 @@ class SampleStream:
             self.offset += n
             got += part.size
             empty_epochs = 0
-        return self.source.dataset._flops_fit_batch(np.concatenate(parts))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def take(self, k: int) -> list[Any]:
         """The next k samples, starting a new epoch whenever one runs out."""
-        out: list[Any] = []
+        if self.source.kind == "map":
+            return [self.source.dataset[int(i)] for i in self._take_indices(k)]
+        out: list[Any] = []  # an iterable: its own order, epoch after epoch
         empty_epochs = 0
         while len(out) < k:
-            if self.source.kind == "map":
-                order = self._epoch_order()
-                if self.offset >= len(order):
-                    self.epoch, self.offset, self._order = self.epoch + 1, 0, None
-                    empty_epochs += 1
-                    if empty_epochs > 1:
-                        raise ValueError(f"{self.source.name}: no training samples left (empty dataset)")
-                    continue
-                n = min(k - len(out), len(order) - self.offset)
-                out.extend(self.source.dataset[int(i)] for i in order[self.offset:self.offset + n])
-                self.offset += n
+            if self._iter is None:
+                self._iter = self._iter_epoch()
+            try:
+                out.append(next(self._iter))
+                self.offset += 1
                 empty_epochs = 0
-            else:
-                if self._iter is None:
-                    self._iter = self._iter_epoch()
-                try:
-                    out.append(next(self._iter))
-                    self.offset += 1
-                    empty_epochs = 0
-                except StopIteration:
-                    if self.offset > 0:
-                        self.learned_epoch_size = self.offset
-                    if not self.allow_repeat and self.offset > 0:
-                        raise ValueError(
-                            f"{self.source.name}: the iterable ran out after {self.offset} training samples "
-                            "and allow_repeat=False; use more data, smaller budgets, or allow_repeat=True"
-                        ) from None
-                    self.epoch, self.offset, self._iter = self.epoch + 1, 0, None
-                    empty_epochs += 1
-                    if empty_epochs > 1:
-                        raise ValueError(f"{self.source.name}: no training samples left (empty dataset)")
+            except StopIteration:
+                if self.offset > 0:
+                    self.learned_epoch_size = self.offset
+                if not self.allow_repeat and self.offset > 0:
+                    raise ValueError(
+                        f"{self.source.name}: the iterable ran out after {self.offset} training samples "
+                        "and allow_repeat=False; use more data, smaller budgets, or allow_repeat=True"
+                    ) from None
+                self.epoch, self.offset, self._iter = self.epoch + 1, 0, None
+                empty_epochs += 1
+                if empty_epochs > 1:
+                    raise ValueError(f"{self.source.name}: no training samples left (empty dataset)")
         return out
 
 

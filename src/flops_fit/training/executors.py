@@ -63,25 +63,33 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _child_main(conn: Any, parent_pid: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
-    """Body of a ProcessExecutor child: run fn, send ("ok", result) or ("err", exception)."""
-    die_with_parent(parent_pid)
+def _outcome(fn: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[str, Any]:
+    """("ok", result) or ("err", (exception, traceback text)): what a run process sends back."""
     try:
-        result = fn(*args, **kwargs)
-        msg: tuple[str, Any] = ("ok", result)
+        return ("ok", fn(*args, **kwargs))
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
         import traceback
 
         tb = traceback.format_exc()
         try:
             pickle.dumps(exc)
-            msg = ("err", (exc, tb))
+            return ("err", (exc, tb))
         except Exception:  # noqa: BLE001 - unpicklable exception: send its text
-            msg = ("err", (RuntimeError(f"{type(exc).__name__}: {exc}"), tb))
+            return ("err", (RuntimeError(f"{type(exc).__name__}: {exc}"), tb))
+
+
+def _send(conn: Any, msg: tuple[str, Any]) -> None:
     try:
         conn.send(msg)
     except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
         conn.send(("err", (RuntimeError(f"run result could not be sent back: {type(exc).__name__}: {exc}"), "")))
+
+
+def _child_main(conn: Any, parent_pid: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    """Body of a ProcessExecutor child: run fn, send ("ok", result) or ("err", exception)."""
+    die_with_parent(parent_pid)
+    try:
+        _send(conn, _outcome(fn, args, kwargs))
     finally:
         conn.close()
 
@@ -153,24 +161,9 @@ class ProcessExecutor:
             with self._lock:
                 self._procs.discard(proc)
         if msg is None:
-            code = proc.exitcode
-            if code is not None and code < 0:
-                try:
-                    sig = signal.Signals(-code).name
-                except ValueError:
-                    sig = str(-code)
-                why = f"killed by signal {sig}" + (" (out of memory?)" if sig == "SIGKILL" else "")
-            else:
-                why = f"exited with code {code}"
-            fut.set_exception(RunProcessDied(f"run process {why} without returning a result"))
-        elif msg[0] == "ok":
-            fut.set_result(msg[1])
+            fut.set_exception(RunProcessDied(f"run process {_how_it_ended(proc)} without returning a result"))
         else:
-            exc, tb = msg[1]
-            if tb:
-                tail = tb if len(tb) <= 1500 else "..." + tb[-1500:]
-                exc.__notes__ = [*getattr(exc, "__notes__", []), "in the run process:\n" + tail]
-            fut.set_exception(exc)
+            _settle(fut, msg)
 
     def shutdown(self, wait: bool = True) -> None:
         """Wait for runs in flight, or (wait=False: Ctrl-C, SIGTERM) terminate them at once; a run keeps its
@@ -205,24 +198,15 @@ def _pool_worker_main(conn: Any, parent_pid: int, threads: int | None) -> None:
         if msg is None:
             return
         key, blob, args, kwargs = msg
-        try:
-            if blob is not None:
-                fns = {key: pickle.loads(blob)}  # one sweep at a time: drop an earlier function
-            fn = fns[key]
-            out: tuple[str, Any] = ("ok", fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
-            import traceback
+        if blob is not None:
+            fns = {key: blob}  # one sweep at a time: drop an earlier function; unpickled inside _outcome
 
-            tb = traceback.format_exc()
-            try:
-                pickle.dumps(exc)
-                out = ("err", (exc, tb))
-            except Exception:  # noqa: BLE001
-                out = ("err", (RuntimeError(f"{type(exc).__name__}: {exc}"), tb))
-        try:
-            conn.send(out)
-        except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
-            conn.send(("err", (RuntimeError(f"run result could not be sent back: {type(exc).__name__}: {exc}"), "")))
+        def run(*a: Any, **k: Any) -> Any:
+            if isinstance(fns[key], bytes):
+                fns[key] = pickle.loads(fns[key])
+            return fns[key](*a, **k)
+
+        _send(conn, _outcome(run, args, kwargs))
 
 
 class PoolExecutor:
@@ -311,14 +295,8 @@ class PoolExecutor:
                     fut.set_exception(RunProcessDied(f"run process {_how_it_ended(proc)} without returning a result"))
                     self._reap(proc, conn)
                     proc = conn = None
-                elif msg[0] == "ok":
-                    fut.set_result(msg[1])
                 else:
-                    exc, tb = msg[1]
-                    if tb:
-                        tail = tb if len(tb) <= 1500 else "..." + tb[-1500:]
-                        exc.__notes__ = [*getattr(exc, "__notes__", []), "in the run process:\n" + tail]
-                    fut.set_exception(exc)
+                    _settle(fut, msg)
         finally:
             if proc is not None:
                 with contextlib.suppress(Exception):
@@ -368,6 +346,18 @@ class PoolExecutor:
             self._tasks.put(None)
         for t in self._threads:
             t.join(None if wait else 10.0)
+
+
+def _settle(fut: Future, msg: tuple[str, Any]) -> None:
+    """Complete a future from a run process's message; its traceback rides along as a note."""
+    if msg[0] == "ok":
+        fut.set_result(msg[1])
+        return
+    exc, tb = msg[1]
+    if tb:
+        tail = tb if len(tb) <= 1500 else "..." + tb[-1500:]
+        exc.__notes__ = [*getattr(exc, "__notes__", []), "in the run process:\n" + tail]
+    fut.set_exception(exc)
 
 
 def _how_it_ended(proc: Any) -> str:
