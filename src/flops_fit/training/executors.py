@@ -122,9 +122,13 @@ class ProcessExecutor:
         fut: Future = Future()
         parent, child = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(target=_child_main, args=(child, os.getpid(), fn, args, kwargs), daemon=False)
+        with self._lock:  # known before it starts: a Ctrl-C arriving mid-start still finds it to terminate
+            self._procs.add(proc)
         try:
             proc.start()
         except Exception as exc:  # noqa: BLE001 - e.g. fn not picklable
+            with self._lock:
+                self._procs.discard(proc)
             fut.set_exception(
                 TypeError(f"run function could not be sent to a subprocess ({type(exc).__name__}: {exc}); "
                           "it and its arguments must be picklable")
@@ -133,8 +137,6 @@ class ProcessExecutor:
             child.close()
             return fut
         child.close()
-        with self._lock:
-            self._procs.add(proc)
         threading.Thread(target=self._watch, args=(proc, parent, fut), daemon=True).start()
         return fut
 
@@ -169,7 +171,7 @@ class ProcessExecutor:
         """Wait for runs in flight, or (wait=False: Ctrl-C, SIGTERM) terminate them at once; a run keeps its
         last checkpoint and resumes from it on the next call."""
         with self._lock:
-            procs = list(self._procs)
+            procs = [p for p in self._procs if p.pid is not None]  # started (one mid-start has no pid yet)
         for p in procs:
             if not wait and p.is_alive():
                 p.terminate()
@@ -261,10 +263,15 @@ class PoolExecutor:
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=_pool_worker_main, args=(child, os.getpid(), self.threads_per_run),
                                  daemon=False)
-        proc.start()
-        child.close()
-        with self._lock:
+        with self._lock:  # known before it starts: a Ctrl-C arriving mid-start still finds it to terminate
             self._procs.add(proc)
+        try:
+            proc.start()
+        except BaseException:
+            with self._lock:
+                self._procs.discard(proc)
+            raise
+        child.close()
         return proc, parent
 
     def _serve(self) -> None:
@@ -331,7 +338,7 @@ class PoolExecutor:
         keeps its last checkpoint and resumes from it on the next call."""
         if not wait:
             with self._lock:
-                procs = list(self._procs)
+                procs = [p for p in self._procs if p.pid is not None]
             for p in procs:
                 if p.is_alive():
                     p.terminate()
