@@ -54,7 +54,9 @@ def test_sigkill_mid_run_resumes(tmp_path):
     cmd = [sys.executable, str(HERE / "sweep_script_for_kill.py"), str(out)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    results, second = out / "results.json", out / "checkpoints" / "C1e9-d8" / "state.pt"
+    # a complete checkpoint: state.pt is written first, then its gate state.json (a kill between them is a
+    # checkpoint set aside, and the run restarts at step 0, as it should); wait for the gate
+    results, second = out / "results.json", out / "checkpoints" / "C1e9-d8" / "state.json"
     journal = out / "results.journal.jsonl"  # a record lands there first (one appended line)
     deadline = time.time() + 120
     try:
