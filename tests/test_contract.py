@@ -112,7 +112,7 @@ def test_find_optimal_checks_contract_before_anything(tmp_path):
 
 
 def test_find_optimal_argument_errors(tmp_path, toy_model):
-    with pytest.raises(ValueError, match=r"mode: expected one of \('local', 'mock'\), found 'fast'"):
+    with pytest.raises(ValueError, match=r"mode: expected one of 'local', 'mock', found 'fast'"):
         ff.find_optimal(toy_model, "d_model", compute_budgets=[1e15], mode="fast")
     with pytest.raises(TypeError, match="mock_law: expected a flops_fit.MockLaw, found dict"):
         ff.find_optimal(toy_model, "d_model", compute_budgets=[1e15], mode="mock", mock_law={"E": 1})

@@ -28,7 +28,7 @@ def test_train_fn_gets_the_planned_model_and_budget_and_its_loss_becomes_the_rec
         assert rec.details["checkpoint_dir"] == str(tmp_path / "checkpoints" / rec.experiment_id)
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())  # cleaned up
     sweep = json.loads((tmp_path / "sweep.json").read_text())
-    assert sweep["run_settings"]["train_fn"] == "ff_train_helpers:plain_train"
+    assert sweep["run_settings"]["train_fn"] == "ff_train_helpers.plain_train"
     again = ff.find_optimal(train_fn=H.plain_train, output_dir=tmp_path, **USER)  # resume: nothing is trained twice
     assert [x.timestamp for x in again.records] == [x.timestamp for x in r.records]
     with pytest.raises(ValueError, match="different plan"):  # another loop is another sweep

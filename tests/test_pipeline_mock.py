@@ -46,7 +46,7 @@ def test_second_call_trains_nothing_and_gives_same_answer(tmp_path, toy_model, m
         calls.append(exp.experiment_id)
         return real(exp, law, seed)
 
-    monkeypatch.setattr("flops_fit.api.mock_run", counting)
+    monkeypatch.setattr("flops_fit.pipeline.mock_run", counting)
     first = run(toy_model, tmp_path)
     n_first = len(calls)
     assert n_first == 35

@@ -149,8 +149,8 @@ def test_fit_parametric_on_a_sweeps_results_json_matches_the_result(tmp_path, to
 @pytest.mark.parametrize(
     "kw, message",
     [
-        ({"n_bootstrap": -1}, r"n_bootstrap: expected a non-negative int \(0 = no intervals\), found -1"),
-        ({"n_bootstrap": 2.5}, r"n_bootstrap: expected a non-negative int .* found 2.5"),
+        ({"n_bootstrap": -1}, r"n_bootstrap: expected a non-negative integer \(0 = no intervals\), found -1"),
+        ({"n_bootstrap": 2.5}, r"n_bootstrap: expected a non-negative integer .* found 2.5"),
         ({"confidence": 1.5}, r"confidence: expected a number between 0 and 1 \(e.g. 0.9\), found 1.5"),
     ],
 )

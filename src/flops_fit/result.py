@@ -33,10 +33,7 @@ from flops_fit.training.store import (
     records_to_dataframe,
 )
 
-SWEEP_FILE = "sweep.json"
-RESULTS_FILE = "results.json"
-ANALYSIS_FILE = "analysis/scaling_laws.json"
-PLOTS_DIR = "plots"
+from flops_fit.layout import ANALYSIS_FILE, PLOTS_DIR, RESULTS_FILE, SWEEP_FILE  # noqa: F401  (re-exported)
 APPROACHES = ("approach_2", "approach_3")
 APPROACH_LABELS = {
     "approach_2": "Approach 2 (IsoFLOP parabolas)",

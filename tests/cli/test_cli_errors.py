@@ -9,7 +9,7 @@ import json
 import pytest
 
 from ff_cli_helpers import assert_no_stray_dirs, error_line, ff
-from flops_fit import stages
+from flops_fit import pipeline as stages
 from flops_fit.cli.main import compose_config
 from flops_fit.cli.study import ConfigError, Study
 from flops_fit.training.store import ResultsStore
@@ -75,11 +75,12 @@ def test_training_section_is_exactly_trainconfig_with_its_defaults():
 @pytest.mark.parametrize("preset", ["mock_demo", "cpu_small", "gpu"])
 def test_presets_compose_and_validate(preset):
     study = Study(_compose(f"preset={preset}"))
-    ident = study.identity()  # the model contract holds on a probe instance
+    spec = study.spec()  # the model and data contracts hold on a probe instance
+    ident = spec.identity_plan()
     assert ident.run_settings["mode"] == study.mode
     if study.mode == "local":
         assert ident.model_kwargs["vocab_size"] == 260  # filled from the byte tokenizer
-        assert study.settings().units_per_step == study.config["training"]["batch_size"] * study.config["data"]["seq_len"]
+        assert spec.settings.units_per_step == study.config["training"]["batch_size"] * study.config["data"]["seq_len"]
 
 
 def test_every_registry_architecture_is_a_model_option():
@@ -154,8 +155,8 @@ def test_merge_is_idempotent_and_refuses_records_of_another_plan(tmp_path):
 
 def test_check_plan_matches_names_the_first_difference(tmp_path):
     out, plan, _ = _mock_dir(tmp_path)
-    other = Study(_compose("preset=mock_demo", "mock_law.noise=0.05", f"output_dir={out}")).identity()
-    with pytest.raises(ValueError, match=r"field 'run_settings.mock_law.noise' is 0.01, but this configuration gives 0.05"):
+    other = Study(_compose("preset=mock_demo", "mock_law.noise=0.05", f"output_dir={out}")).spec().identity_plan()
+    with pytest.raises(ValueError, match=r"field 'run_settings.mock_law.noise' is 0.01, but this study gives 0.05"):
         stages.check_plan_matches(plan, other, "sweep.json")
 
 
@@ -164,12 +165,15 @@ def test_gmm_assignments_through_the_cli_uses_the_assignments_loss():
     from flops_fit.models import losses
 
     # num_clusters == dim once fooled the CLI's guess into the centres (MSE) loss
-    study = Study(_compose("model=gmm", "model.prediction_type=assignments", "model.num_clusters=2", "model.dim=2"))
-    model = study.model()
-    assert model.objective == "gmm_assignments"
-    assert stages.resolve_loss(None, model) is losses.gmm_assignments_loss
-    lstm = Study(_compose("model=lstm", "model.bidirectional=true")).model()
-    assert lstm.objective == "masked_lm"
+    study = Study(_compose("model=gmm", "model.prediction_type=assignments", "model.num_clusters=2", "model.dim=2",
+                           "data=custom", "data._target_=flops_fit.data.synthetic.GaussianMixtureSets",
+                           "+data.num_clusters=2", "+data.dim=2", "compute.budgets=[1e9,1e10]"))
+    spec = study.spec()
+    assert spec.model.objective == "gmm_assignments"
+    assert spec.loss_fn is losses.gmm_assignments_loss
+    assert spec.run_settings()["loss"] == "flops_fit.models.losses.gmm_assignments_loss"
+    lstm = Study(_compose("model=lstm", "model.bidirectional=true", "mode=mock")).spec()
+    assert lstm.model.objective == "masked_lm"
 
 
 def test_one_budget_cli_sweep_is_refused_before_training(tmp_path):

@@ -1,4 +1,4 @@
-"""A driver (stages.train_stage, process executor) whose one run sleeps 60 s: python driver_interrupted.py OUT.
+"""A driver (pipeline.train_stage, process executor) whose one run sleeps 60 s: python driver_interrupted.py OUT.
 
 Writes OUT/child.pid once the run process has started; the test then sends SIGINT (Ctrl-C) to this driver.
 """
@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from flops_fit import stages
+from flops_fit import pipeline as stages
 from flops_fit.planning import Experiment, SweepPlan
 
 

@@ -200,7 +200,7 @@ def test_a_gpu_resume_of_a_cpu_sweep_is_refused_not_mixed(tmp_path):
     """Finished runs at bf16 and a machine that would train fp32 (or the reverse): refused before training."""
     from ff_train_helpers import TinyLM, TokenData, lm_loss
 
-    from flops_fit import stages
+    from flops_fit import pipeline as stages
     from flops_fit.training.local import make_run_fn, run_precision
     from flops_fit.training.trainer import TrainConfig
 

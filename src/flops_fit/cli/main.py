@@ -97,10 +97,13 @@ def _did_you_mean(key: str) -> str:
     from omegaconf import OmegaConf
 
     try:
+        from flops_fit.conf import schema_defaults
+
         base = OmegaConf.to_container(
             OmegaConf.create(resources.files(CONFIG_MODULE).joinpath(f"{CONFIG_NAME}.yaml").read_text()),
             resolve=False,
         )
+        base = {**schema_defaults(), **base}
     except Exception:  # noqa: BLE001 - a hint only
         return ""
     *parents, leaf = key.split(".")
@@ -132,6 +135,9 @@ def compose_config(args: argparse.Namespace) -> dict[str, Any]:
         config_dir, config_name = str(path.parent), path.name.removesuffix(".yaml").removesuffix(".yml")
     if bool(config_dir) != bool(config_name):
         raise ConfigError("--config-dir and --config-name: give both (or --config FILE)")
+    from flops_fit.conf import register_schema
+
+    register_schema()
     GlobalHydra.instance().clear()
     try:
         if config_dir:
@@ -188,11 +194,12 @@ def _do_train(study: Any) -> None:
                           f"{first.experiment_id}: {why}")
 
 
-def _do_analyze(study: Any) -> None:
+def _do_analyze(study: Any) -> Any:
     result = study.analyze()
     print(result.summary())
     print(result.chinchilla_table())
     print(f"wrote {study.output_dir / 'analysis' / 'scaling_laws.json'}")
+    return result
 
 
 def _do_visualize(study: Any) -> None:
@@ -203,8 +210,9 @@ def _do_visualize(study: Any) -> None:
 def _do_run(study: Any) -> None:
     _do_plan(study)
     _do_train(study)
-    _do_analyze(study)
-    _do_visualize(study)
+    result = _do_analyze(study)
+    for path in study.visualize(result):  # drawn from the fit just made: one fit per ff-run
+        print(f"wrote {path}")
 
 
 _STAGES: dict[str, Callable[[Any], None]] = {

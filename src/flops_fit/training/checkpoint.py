@@ -48,12 +48,12 @@ from flops_fit import io
 STATE_FILE = "state.pt"
 STATE_GATE = "state.json"
 RECORD_FILE = "record.json"
-CHECKPOINT_DIR = "checkpoints"
+from flops_fit.layout import CHECKPOINT_DIR, RunDir  # noqa: E402
 
 
 def checkpoint_dir(output_dir: str | os.PathLike, experiment_id: str) -> Path:
     """checkpoints/<id>/ of one experiment; the id is validated and the path must stay inside output_dir."""
-    return io.inside(output_dir, CHECKPOINT_DIR, io.check_id(experiment_id, "experiment_id"))
+    return RunDir(output_dir).checkpoint(experiment_id)
 
 
 def fingerprint(obj: Any) -> str:

@@ -395,12 +395,17 @@ def batch_size_of(batch: Any) -> int:
 
 def slice_batch(batch: Any, n: int) -> Any:
     """The first n samples of a collated batch."""
+    return slice_rows(batch, 0, n)
+
+
+def slice_rows(batch: Any, lo: int, hi: int) -> Any:
+    """Samples lo..hi-1 of a collated batch (one data-parallel rank's share)."""
     if isinstance(batch, torch.Tensor):
-        return batch[:n]
+        return batch[lo:hi]
     if isinstance(batch, Mapping):
-        return {k: (v[:n] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in batch.items()}
+        return {k: (v[lo:hi] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in batch.items()}
     if isinstance(batch, (tuple, list)):
-        return type(batch)(slice_batch(v, n) for v in batch)
+        return type(batch)(slice_rows(v, lo, hi) for v in batch)
     return batch
 
 

@@ -470,6 +470,15 @@ def workers_blocker(objects: tuple[Any, ...]) -> str | None:
     return None
 
 
+def threads_per_run(num_threads: int | None, max_params: int, device: str) -> int | None:
+    """Threads each run gets: as asked, else one for a small CPU model (tiny matmuls do not scale across
+    threads; the cores go to concurrent runs instead), else all (None). Decided before the cost probe, which
+    must time the runs at the threads they will train with."""
+    if num_threads is None and max_params <= SMALL_MODEL_PARAMS and not str(device).startswith("cuda"):
+        return 1
+    return num_threads
+
+
 def choose_execution(
     workers: int | str,
     *,
@@ -496,9 +505,7 @@ def choose_execution(
         raise ValueError(f"workers: expected 'auto' or a positive integer (runs at once), found {workers!r}")
     small = max_params <= SMALL_MODEL_PARAMS
     on_cuda = str(device).startswith("cuda")
-    threads = num_threads
-    if threads is None and small and not on_cuda:
-        threads = 1
+    threads = threads_per_run(num_threads, max_params, device)
     if free_memory is None:
         free_memory = _available_memory()
     fit = n_runs if free_memory is None else max(1, int(0.8 * free_memory // run_bytes(max_params)))

@@ -26,8 +26,7 @@ import pandas as pd
 
 from flops_fit import io
 
-LOCK_FILE = ".results.lock"
-JOURNAL_SUFFIX = ".journal.jsonl"
+from flops_fit.layout import JOURNAL_SUFFIX, LOCK_FILE, journal_path  # noqa: F401  (re-exported)
 RESULTS_SCHEMA = 1
 RESULTS_KIND = "flops-fit/results"
 
@@ -129,11 +128,6 @@ def check_against_plan(records: Iterable[RunRecord], planned: Mapping[str, tuple
                 raise ValueError(f"{source}: record {r.experiment_id!r}: field {name!r} is {have!r}, but the plan "
                                  f"in sweep.json says {want!r}; refusing an edited record")
 
-
-def journal_path(path: str | Path) -> Path:
-    """The journal beside a results file: results.json -> results.journal.jsonl."""
-    p = Path(path)
-    return p.with_name(p.stem + JOURNAL_SUFFIX)
 
 
 def read_journal(path: str | Path) -> list[tuple[str, RunRecord]]:

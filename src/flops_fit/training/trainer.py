@@ -18,18 +18,21 @@ Token budget
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
 import resource
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from flops_fit import flops as flops_mod
 from flops_fit.training import checkpoint as ckpt
@@ -44,144 +47,13 @@ from flops_fit.training.datautil import (
     call_model,
     check_repeat,
     slice_batch,
+    slice_rows,
     to_device,
     units_per_item,
 )
+from flops_fit.training.config import TrainConfig  # noqa: F401  (re-exported: flops_fit.training.trainer.TrainConfig)
 from flops_fit.training.store import STATUS_COMPLETED, STATUS_DIVERGED, RunRecord
 
-
-
-@dataclass
-class TrainConfig:
-    """Every number of a run, with its default and why.
-
-    Optimiser
-        lr: 3e-3, the peak AdamW learning rate for a model of ``lr_ref_params``
-            parameters. lr_scaling="params" lowers it for larger models:
-            ``lr_eff = lr · min(1, (lr_ref_params / N) ** lr_scaling_exponent)``.
-            With exponent 0.25 this is lr ∝ 1/sqrt(width) for a fixed-depth
-            transformer (N ∝ width²), the learning-rate-decreases-with-width
-            rule of Porian et al. (2024); it never raises the LR above ``lr``
-            for small models. "none" uses ``lr`` for every size. The effective
-            LR is stored in every record (details["train_config"]["lr_effective"]).
-            A model with ``optimizer_param_groups(lr, weight_decay)`` (e.g. the
-            built-in GPT, which applies u-μP per-parameter scales there) builds
-            its own groups; otherwise weight decay goes on parameters with
-            ndim >= 2 (matrices) only.
-        betas: (0.9, 0.99). beta2 = 0.99 rather than GPT-3's 0.95 because sweep
-            runs use small batches (thousands of tokens per step), where Porian
-            et al. (2024) find beta2 = 0.99 essential; it is overridable.
-        weight_decay: 0.1 on matrices only (decoupled, AdamW).
-        grad_clip: 1.0 (global L2 norm; 0 or None disables).
-    Schedule
-        Linear warmup, then cosine decay from the peak to ``min_lr_ratio`` (10%)
-        of it, reaching the minimum exactly at the run's last optimizer step.
-        warmup="N": about N units of warmup (DESIGN.md), i.e.
-        ceil(N / units_per_step) steps, clipped to [1, warmup_max_fraction·steps];
-        a float in (0, 1) is a fraction of the run's steps instead.
-    Batching
-        batch_size samples per micro-batch, grad_accum_steps micro-batches per
-        optimizer step.
-    Precision/device
-        device="auto": CUDA when available else CPU. dtype="auto": bf16
-        autocast on CUDA, fp32 on CPU ("fp32"/"bf16" force it). compile: wrap
-        the model in torch.compile.
-    Evaluation
-        The final loss is the mean loss on a held-out validation split of
-        ``val_units`` units (None: 256 samples), the same split for every run.
-    Divergence
-        A non-finite loss, or a smoothed (EMA 0.9) training loss above
-        ``divergence_factor`` × the initial loss, stops the run with
-        status="diverged". Losses are read back every ``log_every`` steps.
-    Checkpoints
-        Every ``checkpoint_every_s`` seconds, or every
-        ``checkpoint_every_steps`` steps when that is set (for tests).
-    """
-
-    batch_size: int = 32
-    grad_accum_steps: int = 1
-    lr: float = 3e-3
-    lr_scaling: str = "params"
-    lr_ref_params: float = 1e6
-    lr_scaling_exponent: float = 0.25
-    betas: tuple[float, float] = (0.9, 0.99)
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    grad_clip: float | None = 1.0
-    warmup: float | str = "N"
-    warmup_max_fraction: float = 0.2
-    min_lr_ratio: float = 0.1
-    device: str = "auto"
-    dtype: str = "auto"
-    compile: bool = False
-    val_units: float | None = None
-    val_batch_size: int | None = None
-    divergence_factor: float = 3.0
-    log_every: int = 10
-    loss_curve_points: int = 50
-    checkpoint_every_s: float = 120.0
-    checkpoint_every_steps: int | None = None
-    num_threads: int | None = None
-    measure_flops: bool = True
-    progress: bool | None = None
-
-    def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        _pos_int("batch_size", self.batch_size)
-        _pos_int("grad_accum_steps", self.grad_accum_steps)
-        _pos_int("log_every", self.log_every)
-        _pos_int("loss_curve_points", self.loss_curve_points)
-        for name in ("lr", "lr_ref_params", "divergence_factor", "checkpoint_every_s"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
-                raise ValueError(f"TrainConfig.{name}: expected a positive finite number, found {v!r}")
-        if self.lr_scaling not in ("params", "none"):
-            raise ValueError(f"TrainConfig.lr_scaling: expected 'params' or 'none', found {self.lr_scaling!r}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"TrainConfig.betas: expected two numbers in [0, 1), found {self.betas!r}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"TrainConfig.min_lr_ratio: expected a number in [0, 1], found {self.min_lr_ratio!r}")
-        if not 0 < self.warmup_max_fraction <= 1:
-            raise ValueError(
-                f"TrainConfig.warmup_max_fraction: expected a number in (0, 1], found {self.warmup_max_fraction!r}"
-            )
-        if not (self.warmup == "N" or (isinstance(self.warmup, (int, float)) and 0 <= self.warmup < 1)):
-            raise ValueError(f"TrainConfig.warmup: expected 'N' or a fraction in [0, 1), found {self.warmup!r}")
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError):
-                raise ValueError(f"TrainConfig.device: expected 'auto', 'cpu', 'cuda', ..., found {self.device!r}") from None
-        if self.dtype not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"TrainConfig.dtype: expected 'auto', 'fp32' or 'bf16', found {self.dtype!r}")
-        if self.val_units is not None and not self.val_units > 0:
-            raise ValueError(f"TrainConfig.val_units: expected a positive number or None, found {self.val_units!r}")
-        if self.val_batch_size is not None:
-            _pos_int("val_batch_size", self.val_batch_size)
-        if self.checkpoint_every_steps is not None:
-            _pos_int("checkpoint_every_steps", self.checkpoint_every_steps)
-        if self.num_threads is not None:
-            _pos_int("num_threads", self.num_threads)
-        if self.weight_decay < 0:
-            raise ValueError(f"TrainConfig.weight_decay: expected >= 0, found {self.weight_decay!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    #: fields that change how a run executes, not what it computes (left out of a sweep's fingerprint)
-    OPERATIONAL_FIELDS = ("progress", "checkpoint_every_s", "checkpoint_every_steps", "num_threads", "device",
-                          "compile")
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that determine a run's result: part of the plan's fingerprint."""
-        return {k: v for k, v in self.to_dict().items() if k not in self.OPERATIONAL_FIELDS}
-
-
-def _pos_int(name: str, v: Any) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"TrainConfig.{name}: expected a positive integer, found {v!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -355,17 +227,20 @@ def _build_model(inp: RunInputs, size_value: int) -> torch.nn.Module:
     return inp.model_factory(**kwargs)
 
 
-def run_fingerprint(exp: Any, inp: RunInputs, **extra: Any) -> str:
-    """Settings a run's checkpoint must match to be resumed; `extra` names what differs per engine."""
+def run_fingerprint(exp: Any, inp: RunInputs, precision: str) -> str:
+    """Settings a run's checkpoint must match to be resumed. Operational settings (threads, progress, the
+    number of DDP processes: the global batch is the same) may change; the resolved precision may not, so a
+    CPU (fp32) checkpoint never resumes as bf16 on a GPU."""
     return ckpt.fingerprint(
         {
             "experiment": [exp.experiment_id, exp.size_value, exp.num_params, exp.num_tokens],
-            "config": inp.config.identity(),  # operational settings (threads, progress, ...) may change on resume
+            "config": inp.config.identity(),
             "seed": inp.seed,
             "model_kwargs": inp.model_kwargs,
             "size_param": inp.size_param,
             "val_units": inp.val_units,
-            **extra,
+            "flops_accounting": inp.flops_accounting,
+            "precision": precision,
         }
     )
 
@@ -384,279 +259,309 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, lr: float, warm: in
     return optimizer, scheduler
 
 
-def _next_micro_batch(stream: SampleStream, inp: RunInputs, remaining: float) -> tuple[Any, float, int]:
-    """(collated batch, its units, its samples), cut to the first samples that reach `remaining`."""
-    cfg = inp.config
-    n = cfg.batch_size
-    if not inp.info.has_mask:  # fixed units per sample: take only what is needed
-        n = min(n, max(1, math.ceil(remaining / inp.info.units_per_sample - 1e-9)))
-    batch = stream.take_batch(n)
-    per = units_per_item(batch, inp.info)
-    total = float(per.sum())
-    if total > remaining:
-        cum = torch.cumsum(per, 0)
-        k = int(torch.searchsorted(cum, torch.tensor(remaining - 1e-9))) + 1
-        k = min(k, len(per))
-        if k < len(per):
-            batch = slice_batch(batch, k)
-            total = float(cum[k - 1])
-    return batch, total, batch_size_of(batch)
+def train_run(exp: Any, inp: RunInputs) -> RunRecord | None:
+    """Train one experiment to exactly its D units; resumable from its checkpoint.
+
+    In one process it holds the run's lock, so no second process trains the same
+    experiment at once. In a process group (``torch.distributed``; see
+    :mod:`flops_fit.training.distributed`) every rank calls it: each trains its share
+    of every global micro-batch under DistributedDataParallel, the losses that decide
+    divergence are reduced over ranks (every rank decides alike), rank 0 alone writes
+    checkpoints and returns the record, the others return None.
+    """
+    run = _Run(exp, inp)
+    if run.world > 1:
+        return run.train()
+    with ckpt.run_lock(run.ckpt_dir):
+        return run.train()
 
 
-def train_run(exp: Any, inp: RunInputs) -> RunRecord:
-    """Train one experiment to exactly its D units; resumable from its checkpoint. Holds the run's lock, so
-    no second process trains the same experiment at the same time."""
-    with ckpt.run_lock(ckpt.checkpoint_dir(inp.output_dir, exp.experiment_id)):
-        return _train_run(exp, inp)
+class _Run:
+    """One run's state and its steps: setup, resume, micro-batches, step, read-back, checkpoint, record."""
 
+    def __init__(self, exp: Any, inp: RunInputs) -> None:
+        self.t_start = time.perf_counter()
+        self.exp, self.inp, self.cfg = exp, inp, inp.config
+        self.ddp = dist.is_available() and dist.is_initialized()
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.ddp else (0, 1)
+        if self.world > 1 and inp.info.has_mask:
+            raise ValueError("inp.info.has_mask: data-parallel training expects a fixed number of units per sample, "
+                             "found data with an attention mask; train this run in one process")
+        if self.cfg.num_threads:
+            torch.set_num_threads(self.cfg.num_threads)
+        device = resolve_device(self.cfg)
+        if self.ddp and device.type == "cuda" and device.index is None:  # each rank its own GPU
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        self.device, self.amp_dtype = device, resolve_dtype(self.cfg, device)
+        self.precision = "bf16-autocast" if self.amp_dtype is not None else "fp32"
+        self.ckpt_dir = ckpt.checkpoint_dir(inp.output_dir, exp.experiment_id)
+        self.fp = run_fingerprint(exp, inp, self.precision)
+        self.D = float(exp.num_tokens)
+        self.units_per_step = self.cfg.batch_size * self.cfg.grad_accum_steps * inp.info.units_per_sample
+        self.total_steps = max(1, math.ceil(self.D / self.units_per_step - 1e-9))
+        self.lr = effective_lr(self.cfg, float(exp.num_params))
+        self.warm = warmup_steps(self.cfg, self.total_steps, float(exp.num_params), self.units_per_step)
+        self.curve_every = max(1, self.total_steps // self.cfg.loss_curve_points)
+        self.step, self.units_seen, self.resumed_from, self.prior_wall = 0, 0.0, 0, 0.0
+        self.initial_loss: float | None = None
+        self.ema: float | None = None
+        self.curve: list[list[float]] = []
+        self.flops_per_unit: float | None = None
+        self.pending: list[torch.Tensor] = []  # per-step losses not yet reduced or read back
+        self.signature = inp.info.loss_signature
+        self.status, self.stop_reason = STATUS_COMPLETED, ""
 
-def _train_run(exp: Any, inp: RunInputs) -> RunRecord:
-    t_start = time.perf_counter()
-    cfg = inp.config
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    device = resolve_device(cfg)
-    amp_dtype = resolve_dtype(cfg, device)
-    ckpt_dir = ckpt.checkpoint_dir(inp.output_dir, exp.experiment_id)
-    # the resolved precision is part of the run's identity: a CPU (fp32) checkpoint never resumes as bf16 on a GPU
-    fp = run_fingerprint(exp, inp, flops_accounting=inp.flops_accounting,
-                         precision="bf16-autocast" if amp_dtype is not None else "fp32")
-    done = ckpt.load_record(ckpt_dir, fp)
-    if done is not None:  # finished before a crash kept the driver from storing it
-        ckpt.remove_state(ckpt_dir)
-        return RunRecord(**done)
+    # ---- setup ----------------------------------------------------------------
+    def _build(self) -> None:
+        inp, cfg = self.inp, self.cfg
+        check_repeat(self.D, inp.train_units, allow_repeat=inp.allow_repeat, run=self.exp.experiment_id)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        seed_everything(inp.seed)
+        self.model = _build_model(inp, self.exp.size_value).to(self.device)
+        self.model.train()
+        self.optimizer, self.scheduler = make_optimizer(self.model, cfg, self.lr, self.warm, self.total_steps)
+        self.stream = SampleStream(inp.source, seed=inp.seed, indices=inp.train_indices, skip=inp.skip,
+                                   allow_repeat=inp.allow_repeat)
+        self._resume()
+        if cfg.measure_flops and self.flops_per_unit is None and inp.val_batches:  # before DDP hooks the model
+            self.flops_per_unit = _measure_flops(self.model, inp.val_batches[0], inp, self.signature, self.device,
+                                                 self.amp_dtype)
+        net = torch.compile(self.model) if cfg.compile else self.model
+        if self.ddp:
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.net = net
 
-    D = float(exp.num_tokens)
-    epochs = check_repeat(D, inp.train_units, allow_repeat=inp.allow_repeat, run=exp.experiment_id)
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    seed_everything(inp.seed)
-    model = _build_model(inp, exp.size_value).to(device)
-    model.train()
-    n_params = float(exp.num_params)
-    units_per_step = cfg.batch_size * cfg.grad_accum_steps * inp.info.units_per_sample
-    total_steps = max(1, math.ceil(D / units_per_step - 1e-9))
-    lr = effective_lr(cfg, n_params)
-    warm = warmup_steps(cfg, total_steps, n_params, units_per_step)
-    optimizer, scheduler = make_optimizer(model, cfg, lr, warm, total_steps)
-    fwd_model = torch.compile(model) if cfg.compile else model
-    stream = SampleStream(inp.source, seed=inp.seed, indices=inp.train_indices, skip=inp.skip,
-                          allow_repeat=inp.allow_repeat)
-
-    step = 0
-    units_seen = 0.0
-    initial_loss: float | None = None
-    ema: float | None = None
-    curve: list[list[float]] = []
-    signature = inp.info.loss_signature
-    resumed_from = 0
-    prior_wall = 0.0
-    flops_per_unit: float | None = None
-
-    state = ckpt.load_state(ckpt_dir, fp)  # None unless this run's own plain-tensor checkpoint
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        stream.load_state(state["data"])
-        step, units_seen = int(state["step"]), float(state["units_seen"])
-        initial_loss, ema, curve = state["initial_loss"], state["ema"], list(state["curve"])
-        prior_wall = float(state["wall_time_s"])
-        flops_per_unit = state.get("flops_per_unit")
-        resumed_from = step
+    def _resume(self) -> None:
+        state = ckpt.load_state(self.ckpt_dir, self.fp)  # None unless this run's own plain-tensor checkpoint
+        if state is None:
+            return
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.stream.load_state(state["data"])
+        self.step, self.units_seen = int(state["step"]), float(state["units_seen"])
+        self.initial_loss, self.ema, self.curve = state["initial_loss"], state["ema"], list(state["curve"])
+        self.prior_wall = float(state["wall_time_s"])
+        self.flops_per_unit = state.get("flops_per_unit")
+        self.resumed_from = self.step
         _set_rng_state(state["rng"])
 
-    curve_every = max(1, total_steps // cfg.loss_curve_points)
-    pending: list[torch.Tensor] = []  # per-step losses not yet read back
-    pending_first = step
-    status = STATUS_COMPLETED
-    stop_reason = ""
+    def _save_checkpoint(self) -> None:
+        if self.rank == 0:
+            ckpt.save_state(self.ckpt_dir, {
+                "fingerprint": self.fp, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "data": self.stream.state(),
+                "step": self.step, "units_seen": self.units_seen, "initial_loss": self.initial_loss, "ema": self.ema,
+                "curve": self.curve, "wall_time_s": self.prior_wall + time.perf_counter() - self.t_start,
+                "flops_per_unit": self.flops_per_unit,
+            })
+        if self.ddp:
+            dist.barrier()
 
-    def save_checkpoint() -> None:
-        ckpt.save_state(
-            ckpt_dir,
-            {
-                "fingerprint": fp,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(),
-                "data": stream.state(),
-                "step": step,
-                "units_seen": units_seen,
-                "initial_loss": initial_loss,
-                "ema": ema,
-                "curve": curve,
-                "wall_time_s": prior_wall + time.perf_counter() - t_start,
-                "flops_per_unit": flops_per_unit,
-            },
-        )
+    # ---- one optimizer step -------------------------------------------------------
+    def _micro_batches(self) -> list[tuple[Any, float, int]]:
+        """(collated global micro-batch, its units, its samples) for one step, the last cut to reach D."""
+        remaining = min(self.units_per_step, self.D - self.units_seen)
+        micro = []
+        for _ in range(self.cfg.grad_accum_steps):
+            if remaining <= 1e-9:
+                break
+            n = self.cfg.batch_size
+            if not self.inp.info.has_mask:  # fixed units per sample: take only what is needed
+                n = min(n, max(1, math.ceil(remaining / self.inp.info.units_per_sample - 1e-9)))
+            batch = self.stream.take_batch(n)
+            per = units_per_item(batch, self.inp.info)
+            total = float(per.sum())
+            if total > remaining:
+                cum = torch.cumsum(per, 0)
+                k = min(int(torch.searchsorted(cum, torch.tensor(remaining - 1e-9))) + 1, len(per))
+                if k < len(per):
+                    batch, total = slice_batch(batch, k), float(cum[k - 1])
+            micro.append((batch, total, batch_size_of(batch)))
+            remaining -= total
+        return micro
 
-    def drain() -> str:
-        """Read back pending losses: divergence check, EMA, loss curve. Returns a stop reason or ''."""
-        nonlocal pending, pending_first, initial_loss, ema
-        if not pending:
+    def _train_step(self, micro: list[tuple[Any, float, int]]) -> None:
+        """Forward and backward of this rank's share of each micro-batch (gradients synchronised on the last
+        only), clip, AdamW step, schedule step."""
+        n_step = sum(m[2] for m in micro)
+        step_loss = None
+        for j, (batch, units, n) in enumerate(micro):
+            weight = n / n_step
+            if self.world > 1:
+                lo, hi = _share(n, self.world, self.rank)
+                # an empty share still joins the all-reduce, with weight 0
+                batch = slice_rows(batch, lo, hi) if hi > lo else slice_batch(batch, 1)
+                weight = (hi - lo) * self.world / n_step
+            b = to_device(batch, self.device)
+            sync = not self.ddp or j == len(micro) - 1
+            with contextlib.nullcontext() if sync else self.net.no_sync():
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    out = call_model(self.net, b)
+                    self.signature, loss = compute_loss(self.inp.loss_fn, out, b, self.signature)
+                scaled = loss * weight if weight != 1.0 else loss
+                scaled.backward()
+            ld = scaled.detach() / self.world if self.world > 1 else scaled.detach()
+            step_loss = ld if step_loss is None else step_loss + ld
+            self.units_seen += units
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.step + 1 < self.total_steps:  # hold the final LR for any extra (masked-data) steps
+            self.scheduler.step()
+        self.step += 1
+        self.pending.append(step_loss)
+
+    def _drain(self) -> str:
+        """Read back pending losses (summed over ranks: one collective, one host sync): divergence check, EMA,
+        loss curve. Every rank sees the same values and so stops alike. Returns a stop reason or ''."""
+        if not self.pending:
             return ""
-        values = torch.stack(pending).float().cpu().tolist()
-        first = pending_first
-        pending, pending_first = [], first + len(values)
+        values = torch.stack(self.pending).float()
+        if self.ddp:
+            dist.all_reduce(values)
+        values = values.cpu().tolist()
+        first = self.step - len(values)
+        self.pending = []
+        cfg = self.cfg
         for i, v in enumerate(values):
             s = first + i
-            if initial_loss is None:
-                initial_loss = v
+            if self.initial_loss is None:
+                self.initial_loss = v
             if not math.isfinite(v):
                 return f"non-finite training loss ({v}) at step {s}"
-            ema = v if ema is None else 0.9 * ema + 0.1 * v
-            if s % curve_every == 0 or s == total_steps - 1:
-                curve.append([s, v])
-            if initial_loss is not None and math.isfinite(initial_loss) and ema > cfg.divergence_factor * initial_loss:
-                return (
-                    f"smoothed training loss {ema:.4g} exceeded {cfg.divergence_factor:g} x initial loss "
-                    f"{initial_loss:.4g} at step {s}"
-                )
+            self.ema = v if self.ema is None else 0.9 * self.ema + 0.1 * v
+            if s % self.curve_every == 0 or s == self.total_steps - 1:
+                self.curve.append([s, v])
+            if math.isfinite(self.initial_loss) and self.ema > cfg.divergence_factor * self.initial_loss:
+                return (f"smoothed training loss {self.ema:.4g} exceeded {cfg.divergence_factor:g} x initial loss "
+                        f"{self.initial_loss:.4g} at step {s}")
         return ""
 
-    from tqdm.auto import tqdm
+    def _checkpoint_due(self, last: float) -> bool:
+        if self.cfg.checkpoint_every_steps:
+            return self.step % self.cfg.checkpoint_every_steps == 0
+        due = time.perf_counter() - last >= self.cfg.checkpoint_every_s
+        if self.ddp:  # ranks must agree on a time-based checkpoint: rank 0's clock decides
+            flag = torch.tensor([1.0 if due else 0.0], device=self.device)
+            dist.broadcast(flag, 0)
+            due = bool(flag.item())
+        return due
 
-    bar = tqdm(
-        total=total_steps, initial=step, desc=exp.experiment_id, unit="step", leave=False, position=1,
-        dynamic_ncols=True, disable=None if cfg.progress is None else not cfg.progress,
-    )
-    last_ckpt = time.perf_counter()
-    t_loop = time.perf_counter()
-    units_at_start = units_seen
-    try:
-        while units_seen < D - 1e-9:
-            remaining_step = min(units_per_step, D - units_seen)
-            micro: list[tuple[Any, float, int]] = []
-            for _ in range(cfg.grad_accum_steps):
-                if remaining_step <= 1e-9:
-                    break
-                b, u, n = _next_micro_batch(stream, inp, remaining_step)
-                micro.append((b, u, n))
-                remaining_step -= u
-            n_step = sum(m[2] for m in micro)
-            if cfg.measure_flops and flops_per_unit is None:
-                t_m = time.perf_counter()
-                flops_per_unit = _measure_flops(model, micro[0][0], inp, signature, device, amp_dtype)
-                t_loop += time.perf_counter() - t_m  # not training time
-            step_loss = None
-            for b, u, n in micro:
-                b = to_device(b, device)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    out = call_model(fwd_model, b)
-                    signature, loss = compute_loss(inp.loss_fn, out, b, signature)
-                w = n / n_step
-                scaled = loss * w if w != 1.0 else loss
-                scaled.backward()
-                ld = scaled.detach()
-                step_loss = ld if step_loss is None else step_loss + ld
-                units_seen += u
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if step + 1 < total_steps:  # hold the final LR for any extra (masked-data) steps
-                scheduler.step()
-            step += 1
-            pending.append(step_loss)
-            bar.update(1)
-            final = units_seen >= D - 1e-9
-            if step % cfg.log_every == 0 or final or step == 1:
-                stop_reason = drain()
-                if stop_reason:
-                    status = STATUS_DIVERGED
-                    break
-                if bar.disable is False and ema is not None:
-                    rate = (units_seen - units_at_start) / max(1e-9, time.perf_counter() - t_loop)
-                    bar.set_postfix_str(f"loss {ema:.3f}, {rate:,.0f} {inp.info.units}/s", refresh=False)
-            if not final:
-                due = (
-                    step % cfg.checkpoint_every_steps == 0
-                    if cfg.checkpoint_every_steps
-                    else time.perf_counter() - last_ckpt >= cfg.checkpoint_every_s
-                )
-                if due:
-                    stop_reason = drain()
-                    if stop_reason:
-                        status = STATUS_DIVERGED
+    # ---- the loop ---------------------------------------------------------------------
+    def train(self) -> RunRecord | None:
+        done = ckpt.load_record(self.ckpt_dir, self.fp)
+        if done is not None:  # finished before a crash kept the driver from storing it
+            if self.rank == 0:
+                ckpt.remove_state(self.ckpt_dir)
+            return RunRecord(**done) if self.rank == 0 else None
+        self._build()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.exp.experiment_id, unit="step", leave=False,
+                   position=1, dynamic_ncols=True,
+                   disable=(None if self.cfg.progress is None else not self.cfg.progress) if self.rank == 0 else True)
+        last_ckpt = t_loop = time.perf_counter()
+        units_at_start = self.units_seen
+        try:
+            while self.units_seen < self.D - 1e-9:
+                self._train_step(self._micro_batches())
+                bar.update(1)
+                final = self.units_seen >= self.D - 1e-9
+                if self.step % self.cfg.log_every == 0 or final or self.step == 1:
+                    if self._stop(self._drain()):
                         break
-                    save_checkpoint()
+                    if bar.disable is False and self.ema is not None:
+                        rate = (self.units_seen - units_at_start) / max(1e-9, time.perf_counter() - t_loop)
+                        bar.set_postfix_str(f"loss {self.ema:.3f}, {rate:,.0f} {self.inp.info.units}/s", refresh=False)
+                if not final and self._checkpoint_due(last_ckpt):
+                    if self._stop(self._drain()):
+                        break
+                    self._save_checkpoint()
                     last_ckpt = time.perf_counter()
-    finally:
-        bar.close()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    train_time = time.perf_counter() - t_loop
-    units_per_s = (units_seen - units_at_start) / train_time if train_time > 0 else float("nan")
+        finally:
+            bar.close()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        train_time = time.perf_counter() - t_loop
+        return self._finish(train_time, (self.units_seen - units_at_start) / train_time if train_time > 0 else math.nan)
 
-    final_loss: float | None = None
-    if status == STATUS_COMPLETED:
-        final_loss = evaluate(model, inp.val_batches, inp.loss_fn, signature, inp.info, device, amp_dtype)
-        if not math.isfinite(final_loss):
-            status, stop_reason, final_loss = STATUS_DIVERGED, f"non-finite validation loss ({final_loss})", None
-    if inp.train_units:
-        epochs = units_seen / inp.train_units
-    else:  # iterable of unknown length: known once it has been exhausted
-        epochs = stream.epochs_done
-        if epochs is not None and epochs > 1 and stream.epoch_size:
-            check_repeat(units_seen, stream.epoch_size * inp.info.units_per_sample,
-                         allow_repeat=True, run=exp.experiment_id)
-    flops_6nd = flops_mod.six_nd(exp.num_params, D)
-    flops_measured = flops_per_unit * D if flops_per_unit is not None else None
-    use_measured = inp.flops_accounting == flops_mod.FLOPS_MEASURED and flops_measured is not None
-    wall = prior_wall + time.perf_counter() - t_start
-    details = {
-        "initial_loss": initial_loss,
-        "smoothed_train_loss": ema,
-        "loss_curve": curve,
-        "train_config": {
-            **cfg.to_dict(),
-            "lr_effective": lr,
-            "warmup_steps": warm,
-            "total_steps": total_steps,
-            "units_per_step": units_per_step,
-            "schedule": f"linear warmup {warm} steps, cosine to {cfg.min_lr_ratio:g}x at step {total_steps - 1}",
-        },
-        "units_per_s": units_per_s,
-        "wall_time_train_s": train_time,
-        "peak_memory_bytes": peak_memory_bytes(device),
-        "epochs": epochs,
-        "device": str(device),
-        "dtype": "bf16-autocast" if amp_dtype is not None else "fp32",
-        "flops_6nd": flops_6nd,
-        "flops_measured": flops_measured,
-        "flops_per_unit_measured": flops_per_unit,
-        "steps": step,
-        "units_trained": units_seen,
-        "units_per_sample": inp.info.units_per_sample,
-        "resumed_from_step": resumed_from,
-        "val_units": inp.val_units,
-        "loss_signature": signature,
-        "seed": inp.seed,
-        "num_params_model": _count(model),
-    }
-    if stop_reason:
-        details["stop_reason"] = stop_reason
-    record = RunRecord(
-        experiment_id=exp.experiment_id,
-        compute_budget=exp.compute_budget,
-        size_value=exp.size_value,
-        num_params=exp.num_params,
-        num_tokens=exp.num_tokens,
-        final_loss=final_loss,
-        status=status,
-        flops=flops_measured if use_measured else flops_6nd,
-        flops_method=flops_mod.FLOPS_MEASURED if use_measured else flops_mod.FLOPS_6ND,
-        units=inp.info.units,
-        error=stop_reason or None,
-        wall_time_s=wall,
-        details=details,
-    )
-    ckpt.save_record(ckpt_dir, record.to_dict(), fp)
-    ckpt.remove_state(ckpt_dir)
-    return record
+    def _stop(self, reason: str) -> bool:
+        if reason:
+            self.status, self.stop_reason = STATUS_DIVERGED, reason
+        return bool(reason)
+
+    # ---- the record ---------------------------------------------------------------------
+    def _finish(self, train_time: float, units_per_s: float) -> RunRecord | None:
+        """Validation loss (every rank alike), then rank 0 writes the record beside the checkpoint."""
+        final_loss: float | None = None
+        if self.status == STATUS_COMPLETED:
+            final_loss = evaluate(self.model, self.inp.val_batches, self.inp.loss_fn, self.signature, self.inp.info,
+                                  self.device, self.amp_dtype)
+            if not math.isfinite(final_loss):
+                self.status, self.stop_reason = STATUS_DIVERGED, f"non-finite validation loss ({final_loss})"
+                final_loss = None
+        if self.rank != 0:
+            dist.barrier()  # wait for rank 0's record
+            return None
+        record = self._record(final_loss, train_time, units_per_s)
+        ckpt.save_record(self.ckpt_dir, record.to_dict(), self.fp)
+        ckpt.remove_state(self.ckpt_dir)
+        if self.ddp:
+            dist.barrier()
+        return record
+
+    def _epochs(self) -> float | None:
+        inp = self.inp
+        if inp.train_units:
+            return self.units_seen / inp.train_units
+        epochs = self.stream.epochs_done  # an iterable of unknown length: known once it has been exhausted
+        if epochs is not None and epochs > 1 and self.stream.epoch_size:
+            check_repeat(self.units_seen, self.stream.epoch_size * inp.info.units_per_sample, allow_repeat=True,
+                         run=self.exp.experiment_id)
+        return epochs
+
+    def _record(self, final_loss: float | None, train_time: float, units_per_s: float) -> RunRecord:
+        exp, inp, cfg = self.exp, self.inp, self.cfg
+        flops_6nd = flops_mod.six_nd(exp.num_params, self.D)
+        flops_measured = self.flops_per_unit * self.D if self.flops_per_unit is not None else None
+        use_measured = inp.flops_accounting == flops_mod.FLOPS_MEASURED and flops_measured is not None
+        details = {
+            "initial_loss": self.initial_loss, "smoothed_train_loss": self.ema, "loss_curve": self.curve,
+            "train_config": {
+                **cfg.to_dict(), "lr_effective": self.lr, "warmup_steps": self.warm, "total_steps": self.total_steps,
+                "units_per_step": self.units_per_step,
+                "schedule": f"linear warmup {self.warm} steps, cosine to {cfg.min_lr_ratio:g}x at step "
+                            f"{self.total_steps - 1}",
+            },
+            "units_per_s": units_per_s, "wall_time_train_s": train_time,
+            "peak_memory_bytes": peak_memory_bytes(self.device), "epochs": self._epochs(),
+            "device": str(self.device), "dtype": self.precision, "world_size": self.world,
+            "flops_6nd": flops_6nd, "flops_measured": flops_measured, "flops_per_unit_measured": self.flops_per_unit,
+            "steps": self.step, "units_trained": self.units_seen, "units_per_sample": inp.info.units_per_sample,
+            "resumed_from_step": self.resumed_from, "val_units": inp.val_units, "loss_signature": self.signature,
+            "seed": inp.seed, "num_params_model": _count(self.model),
+        }
+        if self.stop_reason:
+            details["stop_reason"] = self.stop_reason
+        return RunRecord(
+            experiment_id=exp.experiment_id, compute_budget=exp.compute_budget, size_value=exp.size_value,
+            num_params=exp.num_params, num_tokens=exp.num_tokens, final_loss=final_loss, status=self.status,
+            flops=flops_measured if use_measured else flops_6nd,
+            flops_method=flops_mod.FLOPS_MEASURED if use_measured else flops_mod.FLOPS_6ND,
+            units=inp.info.units, error=self.stop_reason or None,
+            wall_time_s=self.prior_wall + time.perf_counter() - self.t_start, details=details,
+        )
+
+
+def _share(n: int, world: int, rank: int) -> tuple[int, int]:
+    """Rows [lo, hi) of a global micro-batch of n samples that `rank` trains: contiguous, sizes differ by <= 1."""
+    base, extra = divmod(n, world)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
 
 
 def _count(model: torch.nn.Module) -> int | None:
