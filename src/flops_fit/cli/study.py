@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from flops_fit import pipeline
 from flops_fit.cli import ConfigError
 from flops_fit.layout import RunDir
-from flops_fit.planning import PlanSettings, SweepPlan
+from flops_fit.planning import PlanSettings, SweepPlan, check_trainable
 from flops_fit.result import Result
 from flops_fit.study import CONFIDENCE, MODES, N_BOOTSTRAP, StudySpec, resolve_study
 from flops_fit.training.config import TrainConfig
@@ -148,6 +148,8 @@ class Study:
         pipeline.check_plan_matches(plan, spec.identity_plan(), str(run.sweep))
         ex = self.config["executor"]
         driver = self.config.get("experiment_id") is None
+        if driver:
+            check_trainable(plan)  # before the cost probe: a plan that pins down no law is refused first
         if driver and self.mode == "local":  # decided again on the machine that trains, and said first
             plan.execution = plan.cost_estimate = None
             pipeline.prepare_execution(plan, spec, workers=ex.get("workers", "auto"), executor=self._executor())
