@@ -214,3 +214,15 @@ def test_no_import_cycle_in_src():
         # importing a submodule runs its package's __init__ first, which is no edge back
         graph[name] = {d for d in deps if not name.startswith(d + ".")}
     assert find_import_cycle(graph) is None, f"import cycle: {' -> '.join(find_import_cycle(graph))}"
+
+
+def test_every_function_in_src_fits_on_a_screen():
+    """Under 80 lines (signature and docstring included): one function, one job."""
+    long = []
+    for p in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n >= 80:
+                    long.append(f"{p.relative_to(SRC)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, "functions of 80 lines or more: " + ", ".join(long)

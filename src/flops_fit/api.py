@@ -30,63 +30,34 @@ def find_optimal(
     loss_fn: Callable[..., Any] | None = None,
     compute_budgets: Sequence[float] | None = None,
     *,
-    train: bool = True,
-    mode: str = "local",
-    output_dir: str | Path = "outputs",
-    resume: bool = True,
-    seed: int = 0,
-    min_flops: float | None = None,
-    max_flops: float | None = None,
-    num_budgets: int | None = None,
-    num_model_sizes: int | None = None,
-    span_decades: float | None = None,
-    center_tokens_per_param: float | None = None,
-    size_multiple: int | None = None,
-    size_values: Sequence[int] | None = None,
-    size_min: int | None = None,
-    size_max: int | None = None,
+    train: bool = True, mode: str = "local", output_dir: str | Path = "outputs", resume: bool = True, seed: int = 0,
+    min_flops: float | None = None, max_flops: float | None = None, num_budgets: int | None = None,
+    # planning (None: PlanSettings' defaults, the CLI's too)
+    num_model_sizes: int | None = None, span_decades: float | None = None,
+    center_tokens_per_param: float | None = None, size_multiple: int | None = None,
+    size_values: Sequence[int] | None = None, size_min: int | None = None, size_max: int | None = None,
     probe_size: int | None = None,
-    mock_law: MockLaw | None = None,
-    train_config: Any = None,
-    val_dataset: Any = None,
-    data_options: dict[str, Any] | None = None,
-    units_per_sample: int | None = None,
-    allow_repeat: bool = True,
-    flops_accounting: str = FLOPS_6ND,
-    estimate_cost: bool = True,
-    executor: Any = None,
-    workers: int | str = "auto",
-    exclude_outliers: bool = True,
-    n_bootstrap: int = N_BOOTSTRAP,
-    confidence: float = CONFIDENCE,
-    progress: bool | None = None,
-    retry_failed: bool = False,
-    max_retries: int = 2,
+    # training
+    mock_law: MockLaw | None = None, train_config: Any = None, val_dataset: Any = None,
+    data_options: dict[str, Any] | None = None, units_per_sample: int | None = None, allow_repeat: bool = True,
+    flops_accounting: str = FLOPS_6ND, estimate_cost: bool = True, executor: Any = None,
+    workers: int | str = "auto", progress: bool | None = None, retry_failed: bool = False, max_retries: int = 2,
     train_fn: Callable[..., Any] | None = None,
+    # analysis
+    exclude_outliers: bool = True, n_bootstrap: int = N_BOOTSTRAP, confidence: float = CONFIDENCE,
 ) -> Result | SweepPlan:
     """Plan an IsoFLOP sweep of `model_cls`, train it, and fit compute-optimal scaling laws.
 
-    `model_cls` is a class/factory, or the name of a registered architecture
-    ("gpt", "lstm", ...; then the size parameter, loss and data default to the
-    architecture's own). `dataset` is a torch Dataset/IterableDataset/DataLoader
-    or a name: "stdlib" (built-in text), "gmm", "digits", or a text file, folder
-    or glob (tokenised with `data_options["tokenizer"]`, default bytes).
-
-    Returns the `SweepPlan` when `train=False` (or, in local mode, when no
-    dataset/loss is given); otherwise a `Result`. Every argument is validated
-    before any training starts; the study is resolved by ``study.resolve_study``,
-    exactly as the ``ff-*`` commands resolve theirs, and planning settings left at
-    None take ``PlanSettings``' defaults. The analysis fits Approach 2 (IsoFLOP
-    parabolas) and Approach 3 (parametric L(N, D)); `n_bootstrap` seeded resamples
-    give `confidence` percentile intervals; outliers are excluded unless
-    `exclude_outliers=False`. A transient failure (out of memory, a killed run
-    process, a full disk) is retried up to `max_retries` times within the call and
-    again on the next call; other failures are kept and retried with `retry_failed=True`.
-    `workers` runs train at once on this machine ("auto": one per core, one thread each, for
-    small CPU models in a sweep long enough to pay for the worker processes; see
-    ``training.executors.choose_execution``); the plan says what was chosen and why.
-    `train_fn(model, experiment, context) -> loss | dict` replaces the built-in trainer with
-    your own loop (see ``flops_fit.training.user``); plan, resume, executors and analysis stay.
+    `model_cls`: a class/factory, or a registered architecture's name ("gpt", "lstm", ...: then
+    size parameter, loss and data default to its own). `dataset`: a torch Dataset/IterableDataset/
+    DataLoader, or "stdlib", "gmm", "digits", a text file, folder or glob. The study is resolved by
+    ``study.resolve_study``, as every ``ff-*`` command resolves its own, before anything trains.
+    Returns the `SweepPlan` (with its cost) when `train=False` or when no data/loss is given in
+    mode="local", else a `Result`: Approach 2 and 3 fits with `n_bootstrap` seeded resamples giving
+    `confidence` intervals. Transient failures are retried up to `max_retries` times (and on the next
+    call); others with `retry_failed=True`. `workers`: runs at once on this machine ("auto": see
+    ``training.executors.choose_execution``). `train_fn(model, experiment, context)` replaces the
+    built-in trainer with your own loop (``flops_fit.training.user``).
     """
     check_analysis_options(n_bootstrap, confidence)
     check_int(max_retries, "max_retries", min=0, what="retries of a transient failure")

@@ -22,12 +22,14 @@ _ALTERNATIVES = (
 
 @dataclass
 class ModelContract:
-    """A model class that passed the contract checks, and how to build and count it."""
+    """The model to sweep: how to build and count it, which argument sets its size, what is held fixed."""
 
     factory: Callable[..., Any]
     size_param: str
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    architecture: str | None = None  # registry name; None for a user's class or factory
+    objective: str | None = None  # causal_lm, masked_lm, ... (a registered model decides)
 
     def build(self, size_value: int, *, meta: bool = False) -> Any:
         kwargs = {**self.model_kwargs, self.size_param: size_value}

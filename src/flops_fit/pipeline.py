@@ -35,11 +35,17 @@ from flops_fit.planning import Experiment, SweepPlan, check_trainable, plan_prob
 from flops_fit.result import Result, read_results
 from flops_fit.study import CONFIDENCE, N_BOOTSTRAP, StudySpec
 from flops_fit.training.mock import MockLaw, mock_run
-from flops_fit.training.store import STATUS_FAILED, ResultsStore, RunRecord, check_against_plan, driver_lock
+from flops_fit.training.store import (
+    STATUS_FAILED,
+    ResultsStore,
+    RunRecord,
+    driver_lock,
+    merge_records,
+    read_record_file,
+    write_record_file,
+)
 from flops_fit.training.sweep import DEFAULT_MAX_RETRIES, RunFn, failed_record, is_transient, run_sweep
 
-RECORD_KIND = "flops-fit/record"
-RECORD_SCHEMA = 1
 
 
 # ---------------------------------------------------------------------------
@@ -58,8 +64,8 @@ def plan_stage(spec: StudySpec, output_dir: str | Path, *, workers: int | str = 
     run.check_usable()
     if not spec.budgets:
         raise ValueError("compute_budgets: expected a list of FLOP budgets or min_flops and max_flops, found neither")
-    plan = plan_sweep(spec.budgets, spec.contract.count_params, size_param=spec.model.size_param,
-                      model_name=spec.model.name, model_kwargs=spec.model.kwargs, settings=spec.settings)
+    plan = plan_sweep(spec.budgets, spec.model.count_params, size_param=spec.model.size_param,
+                      model_name=spec.model.name, model_kwargs=spec.model.model_kwargs, settings=spec.settings)
     plan.flops_accounting = spec.flops_accounting
     plan.run_settings = spec.run_settings()
     if spec.data_info is not None and plan.runnable:
@@ -74,7 +80,7 @@ def _check_flops_gap(plan: SweepPlan, spec: StudySpec) -> None:
     """Say, with the factor, when this model's measured FLOPs are far from the 6·N·D the plan counts."""
     from flops_fit.training.local import FLOPS_GAP_WARN, flops_gap
 
-    c = spec.contract
+    c = spec.model
     gap = flops_gap(plan, c.factory, c.size_param, c.model_kwargs, spec.data.train, spec.loss_fn, spec.data_info)
     plan.flops_check = gap
     if any(not 1 / FLOPS_GAP_WARN <= g["ratio_to_6N"] <= FLOPS_GAP_WARN for g in gap):
@@ -111,7 +117,7 @@ def prepare_execution(plan: SweepPlan, spec: StudySpec, *, workers: int | str = 
     if estimate_cost and not plan_problems(plan):
         from flops_fit.training.cost import estimate_cost as _estimate
 
-        c = spec.contract
+        c = spec.model
         plan.cost_estimate = _estimate(plan, c.factory, c.size_param, c.model_kwargs, spec.data.train, spec.loss_fn,
                                        tc, units_per_sample=spec.data.units_per_sample)
     if executor is not None:
@@ -126,7 +132,7 @@ def prepare_execution(plan: SweepPlan, spec: StudySpec, *, workers: int | str = 
               free_memory=free, serial_seconds=None if est is None else float(est.get("total_seconds", 0.0)))
     choice = choose_execution(workers, **kw)
     if choice["workers"] > 1 or workers != "auto":
-        blocker = workers_blocker((c.factory if (c := spec.contract) else None, spec.data.train, spec.loss_fn,
+        blocker = workers_blocker((spec.model.factory, spec.data.train, spec.loss_fn,
                                    spec.data.val))
         if blocker:
             choice = choose_execution(workers, blocker=blocker, **kw)
@@ -213,7 +219,7 @@ def make_run_fn(spec: StudySpec, plan: SweepPlan, output_dir: str | Path) -> Run
     if spec.needs_data:
         missing = "dataset" if spec.data is None else "loss_fn"
         raise ValueError(f"{missing}: expected one for real training (mode='local'), found none")
-    c = spec.contract
+    c = spec.model
     data = spec.data
     if spec.train_fn is not None:
         from flops_fit.training.user import UserTrainRun
@@ -298,53 +304,6 @@ def _check_precision(store: ResultsStore, run_fn: Any) -> None:
             f"TrainConfig(dtype={'fp32' if 'fp32' in before else 'bf16'!r}) to match them, or use a new output_dir"
         )
 
-
-
-def write_record_file(out: Path, record: RunRecord, plan_fingerprint: str) -> Path:
-    path = RunDir(out).record(record.experiment_id)
-    io.atomic_write_json(
-        path,
-        {"schema": RECORD_SCHEMA, "kind": RECORD_KIND, "plan_fingerprint": plan_fingerprint, "record": record.to_dict()},
-    )
-    return path
-
-
-def read_record_file(path: Path) -> tuple[str, RunRecord]:
-    """(plan fingerprint, record) of a records/<id>.json file; malformed files name the field."""
-    source = str(path)
-    data = io.read_json(path)
-    io.check_header(data, RECORD_KIND, RECORD_SCHEMA, source)
-    fp = io.require(data, "plan_fingerprint", source)
-    rec = RunRecord.from_dict(io.require(data, "record", source), source, 0)
-    return fp, rec
-
-
-def merge_records(output_dir: str | Path, store: ResultsStore) -> int:
-    """Add every per-experiment record file not yet in `store` (caller holds the driver lock)."""
-    out = Path(output_dir)
-    folder = RunDir(out).records_dir
-    if not folder.is_dir():
-        return 0
-    new = []
-    for path in sorted(folder.glob("*.json")):
-        if path.is_symlink():
-            raise ValueError(f"{path}: is a symbolic link; record files must be plain files (remove it)")
-        fp, rec = read_record_file(path)
-        if fp != store.fingerprint:
-            raise ValueError(
-                f"{path}: field 'plan_fingerprint' is {fp}, but sweep.json describes plan {store.fingerprint}; "
-                "this record belongs to another sweep (move it away)"
-            )
-        if path.stem != rec.experiment_id:
-            raise ValueError(f"{path}: holds the record of {rec.experiment_id!r}, not of {path.stem!r}")
-        if store.planned is not None:
-            check_against_plan([rec], store.planned, str(path))
-        old = store.get(rec.experiment_id)
-        if old is None or old.to_dict() != rec.to_dict():
-            new.append(rec)
-    if new:
-        store.add_many(new)
-    return len(new)
 
 
 def _find_experiment(plan: SweepPlan, experiment_id: str | int, source: str) -> Experiment:

@@ -414,11 +414,8 @@ def plan_sweep(
     dropped: list[dict[str, Any]] = []
     for bi, C in enumerate(budgets):
         n_center = math.sqrt(C / (6.0 * s.center_tokens_per_param))
-        targets = np.logspace(
-            math.log10(n_center) - s.span_decades,
-            math.log10(n_center) + s.span_decades,
-            s.num_model_sizes,
-        )
+        targets = np.logspace(math.log10(n_center) - s.span_decades, math.log10(n_center) + s.span_decades,
+                              s.num_model_sizes)
         chosen: dict[int, tuple[Experiment, bool]] = {}  # size value -> (experiment, target reachable)
         for target in targets:
             value, reachable = search.closest(float(target))
@@ -431,48 +428,32 @@ def plan_sweep(
                     continue
                 dropped.append(_collision(C, kept, value, float(target), size_param, s))
                 del chosen[value]
-            n = search.params(value)
-            d = C / (6.0 * n)
-            reasons = []
-            if not reachable:
-                reasons.append(
-                    f"target N={target:.3g} is outside what {size_param} in "
-                    f"[{search.k_min * search.multiple}, {search.k_max * search.multiple}] reaches (got N={n:,})"
-                )
-            if d < 1:
-                reasons.append(f"D={d:.3g} is less than one data unit")
-            elif s.units_per_step and d / s.units_per_step < s.min_steps:
-                reasons.append(
-                    f"only {d / s.units_per_step:.1f} optimizer steps of {s.units_per_step} units "
-                    f"(minimum {s.min_steps})"
-                )
-            chosen[value] = (
-                Experiment(
-                    experiment_id=f"C{C:.6g}-{size_param}{value}",
-                    compute_budget=float(C),
-                    budget_index=bi,
-                    size_value=int(value),
-                    num_params=int(n),
-                    num_tokens=float(d),
-                    target_params=float(target),
-                    flagged=bool(reasons),
-                    flag_reason="; ".join(reasons),
-                ),
-                reachable,
-            )
+            chosen[value] = (_experiment(C, bi, float(target), value, reachable, search, size_param, s), reachable)
         experiments.extend(e for e, _ in chosen.values())
     ids = [e.experiment_id for e in experiments]
     if len(set(ids)) != len(ids):
         raise ValueError("compute_budgets: budgets must differ in their first 6 significant digits")
-    return SweepPlan(
-        budgets=[float(b) for b in budgets],
-        experiments=experiments,
-        size_param=size_param,
-        model_name=model_name,
-        model_kwargs=dict(model_kwargs or {}),
-        settings=s,
-        dropped=dropped,
-    )
+    return SweepPlan(budgets=[float(b) for b in budgets], experiments=experiments, size_param=size_param,
+                     model_name=model_name, model_kwargs=dict(model_kwargs or {}), settings=s, dropped=dropped)
+
+
+def _experiment(C: float, bi: int, target: float, value: int, reachable: bool, search: "SizeSearch",
+                size_param: str, s: PlanSettings) -> Experiment:
+    """One planned run at size `value`, flagged (not trained) with its reasons when it cannot answer."""
+    n = search.params(value)
+    d = C / (6.0 * n)
+    reasons = []
+    if not reachable:
+        reasons.append(f"target N={target:.3g} is outside what {size_param} in "
+                       f"[{search.k_min * search.multiple}, {search.k_max * search.multiple}] reaches (got N={n:,})")
+    if d < 1:
+        reasons.append(f"D={d:.3g} is less than one data unit")
+    elif s.units_per_step and d / s.units_per_step < s.min_steps:
+        reasons.append(f"only {d / s.units_per_step:.1f} optimizer steps of {s.units_per_step} units "
+                       f"(minimum {s.min_steps})")
+    return Experiment(experiment_id=f"C{C:.6g}-{size_param}{value}", compute_budget=float(C), budget_index=bi,
+                      size_value=int(value), num_params=int(n), num_tokens=float(d), target_params=target,
+                      flagged=bool(reasons), flag_reason="; ".join(reasons))
 
 
 def _collision(C: float, target: float, value: int, kept: float, size_param: str, s: PlanSettings) -> dict:

@@ -52,18 +52,6 @@ def check_analysis_options(n_bootstrap: Any, confidence: Any) -> None:
 
 
 @dataclass
-class SweepModel:
-    """The model to sweep: how to build it, which argument sets its size, what is held fixed."""
-
-    factory: Callable[..., Any]
-    size_param: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    name: str = ""
-    architecture: str | None = None  # registry name; None for a user's class or factory
-    objective: str | None = None  # causal_lm, masked_lm, ... (the registered model decides)
-
-
-@dataclass
 class StudyData:
     """Training and validation data, and what identifies them in the plan."""
 
@@ -78,8 +66,7 @@ class StudyData:
 class StudySpec:
     """A study resolved once: everything the plan, train and analyze stages need."""
 
-    model: SweepModel
-    contract: ModelContract
+    model: ModelContract  # passed the contract check on a probe instance
     mode: str
     seed: int
     settings: PlanSettings
@@ -121,7 +108,7 @@ class StudySpec:
     def identity_plan(self) -> SweepPlan:
         """A plan without experiments: what sweep.json must agree with to be trained by this study."""
         return SweepPlan(budgets=[], experiments=[], size_param=self.model.size_param, model_name=self.model.name,
-                         model_kwargs=self.model.kwargs, settings=self.settings,
+                         model_kwargs=self.model.model_kwargs, settings=self.settings,
                          flops_accounting=self.flops_accounting, run_settings=self.run_settings())
 
 
@@ -189,8 +176,10 @@ class RegisteredModel:
 # model
 
 
-def _model(model: Any, size_param: str | None, model_kwargs: Mapping[str, Any] | None) -> SweepModel:
+def _model(model: Any, size_param: str | None, model_kwargs: Mapping[str, Any] | None) -> ModelContract:
     """The model in either front end's form, with the user's fields only (defaults come later)."""
+    if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
+        raise TypeError(f"model_kwargs: expected a dict of constructor arguments, found {type(model_kwargs).__name__}")
     kwargs = dict(model_kwargs or {})
     if isinstance(model, Mapping):
         spec = dict(model)
@@ -208,7 +197,7 @@ def _model(model: Any, size_param: str | None, model_kwargs: Mapping[str, Any] |
                 raise ValueError(f"model.size_param: expected the name of {target}'s size argument (e.g. d_model), "
                                  f"found {size_param!r}")
             spec.pop(size_param, None)
-            return SweepModel(factory, size_param, {**spec, **kwargs}, name=qualified_name(factory))
+            return ModelContract(factory, size_param, {**spec, **kwargs}, name=qualified_name(factory))
         arch = spec.pop("architecture", None)
         if arch is None:
             from flops_fit.models import list_models
@@ -226,10 +215,10 @@ def _model(model: Any, size_param: str | None, model_kwargs: Mapping[str, Any] |
     if not isinstance(size_param, str) or not size_param:
         raise ValueError(f"model_size_param: expected the name of the constructor argument that sets the size "
                          f"(e.g. 'd_model'), found {size_param!r}")
-    return SweepModel(model, size_param, kwargs, name=qualified_name(model) if callable(model) else repr(model))
+    return ModelContract(model, size_param, kwargs, name=qualified_name(model) if callable(model) else repr(model))
 
 
-def _registered(name: str, size_param: str | None, fields: dict[str, Any]) -> SweepModel:
+def _registered(name: str, size_param: str | None, fields: dict[str, Any]) -> ModelContract:
     from flops_fit.models import get_model_spec
 
     try:
@@ -239,10 +228,10 @@ def _registered(name: str, size_param: str | None, fields: dict[str, Any]) -> Sw
     if size_param is not None and size_param != spec.size_param:
         raise ValueError(f"model_size_param: architecture {name!r} is sized by {spec.size_param!r}, found {size_param!r}")
     fields = {k: v for k, v in fields.items() if v is not None and k != spec.size_param}  # None: "decide for me"
-    return SweepModel(RegisteredModel(name), spec.size_param, fields, name=name, architecture=name)
+    return ModelContract(RegisteredModel(name), spec.size_param, fields, name=name, architecture=name)
 
 
-def _accepted_fields(model: SweepModel) -> set[str] | None:
+def _accepted_fields(model: ModelContract) -> set[str] | None:
     """Constructor arguments the model accepts (None: anything, e.g. **kwargs)."""
     if model.architecture is not None:
         from flops_fit.models import get_model_spec
@@ -259,7 +248,7 @@ def _accepted_fields(model: SweepModel) -> set[str] | None:
     return {p.name for p in params}
 
 
-def _registered_defaults(model: SweepModel) -> dict[str, Any]:
+def _registered_defaults(model: ModelContract) -> dict[str, Any]:
     if model.architecture is None:
         return {}
     from flops_fit.models import get_model_spec
@@ -272,25 +261,25 @@ def _registered_defaults(model: SweepModel) -> dict[str, Any]:
     return {}
 
 
-def _complete_registered(model: SweepModel, probe: int) -> None:
+def _complete_registered(model: ModelContract, probe: int) -> None:
     """Every field of a registered architecture, defaults included: the same kwargs from either front end."""
     if model.architecture is None:
         return
     from flops_fit.models import ModelConfigError, validate_config
 
     try:
-        _, fields = validate_config({"architecture": model.architecture, **model.kwargs, model.size_param: probe})
+        _, fields = validate_config({"architecture": model.architecture, **model.model_kwargs, model.size_param: probe})
     except ModelConfigError as exc:
         raise ValueError(f"model_kwargs: {exc}") from None
     fields.pop(model.size_param, None)
-    model.kwargs = fields
+    model.model_kwargs = fields
 
 
 # ---------------------------------------------------------------------------
 # plan settings
 
 
-def plan_settings(planning: Mapping[str, Any] | PlanSettings | None, model: SweepModel) -> tuple[PlanSettings, int]:
+def plan_settings(planning: Mapping[str, Any] | PlanSettings | None, model: ModelContract) -> tuple[PlanSettings, int]:
     """PlanSettings (one set of defaults: the dataclass's) and the probe size.
 
     ``size_multiple=None`` lets the model decide: a registered transformer sized by
@@ -306,7 +295,7 @@ def plan_settings(planning: Mapping[str, Any] | PlanSettings | None, model: Swee
     if unknown:
         raise ValueError(f"planning: unknown setting {unknown[0]!r}; settings are {sorted(known)}")
     if p.get("size_multiple") is None and p.get("size_values") is None:
-        head = (model.kwargs.get("head_dim") or _registered_defaults(model).get("head_dim")) \
+        head = (model.model_kwargs.get("head_dim") or _registered_defaults(model).get("head_dim")) \
             if model.architecture is not None and model.size_param == "d_model" else None
         p["size_multiple"] = int(head) if head else 1
     if p.get("size_values") is not None:
@@ -387,7 +376,7 @@ def describe_data(dataset: Any, options: Mapping[str, Any] | None) -> tuple[str,
     return name, desc
 
 
-def _data(dataset: Any, val_dataset: Any, options: Mapping[str, Any] | None, model: SweepModel, seed: int,
+def _data(dataset: Any, val_dataset: Any, options: Mapping[str, Any] | None, model: ModelContract, seed: int,
           units_per_sample: int | None) -> StudyData:
     """Load the data and make the model agree with it (vocabulary size, sequence length, ...)."""
     opts = dict(options or {})
@@ -411,17 +400,17 @@ def _data(dataset: Any, val_dataset: Any, options: Mapping[str, Any] | None, mod
     if opts.get("cache_dir") is not None:
         resolver_opts["cache_dir"] = opts["cache_dir"]
     resolver_opts["seed"] = seed
-    fields = {**_registered_defaults(model), **model.kwargs}
+    fields = {**_registered_defaults(model), **model.model_kwargs}
     resolved = resolve_dataset(desc["paths"] if name == "text" else name, objective=model.objective,
                                options=resolver_opts, model_fields=fields)
     accepted = _accepted_fields(model)
     for key, value in resolved.model_overrides.items():
         if accepted is not None and key not in accepted:
             continue
-        if key == "vocab_size" and model.kwargs.get(key) is not None and model.kwargs[key] < value:
-            raise ValueError(f"model_kwargs: vocab_size={model.kwargs[key]} is smaller than the tokenizer's "
+        if key == "vocab_size" and model.model_kwargs.get(key) is not None and model.model_kwargs[key] < value:
+            raise ValueError(f"model_kwargs: vocab_size={model.model_kwargs[key]} is smaller than the tokenizer's "
                              f"vocabulary ({value})")
-        model.kwargs.setdefault(key, value)
+        model.model_kwargs.setdefault(key, value)
     val = val_dataset if val_dataset is not None else resolved.val
     return StudyData(resolved.train, val, desc, resolved.description,
                      units_per_sample or resolved.units_per_sample)
@@ -431,7 +420,7 @@ def _data(dataset: Any, val_dataset: Any, options: Mapping[str, Any] | None, mod
 # loss
 
 
-def _loss(loss: Any, model: SweepModel) -> tuple[Callable[..., Any] | None, str | None]:
+def _loss(loss: Any, model: ModelContract) -> tuple[Callable[..., Any] | None, str | None]:
     """(loss function, its name in the identity): a callable, an import path, or the model's default."""
     if loss is None:
         if model.architecture is None:
@@ -500,7 +489,7 @@ def resolve_study(
         from flops_fit.models import get_model_spec, model_objective
 
         sweep_model.objective = opts.get("objective") or model_objective(
-            sweep_model.architecture, sweep_model.kwargs, probe)  # the model decides, for both front ends
+            sweep_model.architecture, sweep_model.model_kwargs, probe)  # the model decides, for both front ends
         if dataset is None and mode == "local":
             dataset = get_model_spec(sweep_model.architecture).default_dataset
     opts.pop("objective", None)
@@ -509,17 +498,17 @@ def resolve_study(
         data = _data(dataset, val_dataset, opts, sweep_model, seed, units_per_sample)
     _complete_registered(sweep_model, probe)
     loss_fn, loss_name = _loss(loss, sweep_model) if mode == "local" else (None, None)
-    contract = check_model(sweep_model.factory, sweep_model.size_param, sweep_model.kwargs, probe)
-    contract.name = sweep_model.name
-    spec = StudySpec(model=sweep_model, contract=contract, mode=mode, seed=seed, settings=settings,
+    m = sweep_model
+    m.model_kwargs = check_model(m.factory, m.size_param, m.model_kwargs, probe).model_kwargs
+    spec = StudySpec(model=m, mode=mode, seed=seed, settings=settings,
                      probe_size=probe, flops_accounting=flops_accounting, train_config=tc, budgets=budgets,
                      mock_law=(mock_law or MockLaw()) if mode == "mock" else None, data=data, loss_fn=loss_fn,
                      loss_name=loss_name, allow_repeat=bool(allow_repeat), train_fn=train_fn)
     if mode == "local" and data is not None and loss_fn is not None and train_fn is None:
         from flops_fit.training.local import check_data_contract
 
-        spec.data_info = check_data_contract(contract.factory, contract.size_param, contract.model_kwargs, probe,
-                                             data.train, loss_fn, tc, data.units_per_sample)
+        spec.data_info = check_data_contract(m.factory, m.size_param, m.model_kwargs, probe, data.train, loss_fn, tc,
+                                             data.units_per_sample)
         settings.units_per_step = max(1, round(tc.batch_size * tc.grad_accum_steps * spec.data_info.units_per_sample))
     return spec
 

@@ -57,8 +57,11 @@ def test_run_process_dies_with_its_killed_driver(tmp_path):
                               start_new_session=True)
     try:
         t = time.time()
-        while not (pidfile.exists() and pidfile.read_text()) and time.time() - t < 60:
+        while not (pidfile.exists() and pidfile.read_text()) and time.time() - t < 60 and driver.poll() is None:
             time.sleep(0.05)
+        if not (pidfile.exists() and pidfile.read_text()):
+            driver.kill()
+            pytest.fail(f"the run process never started (driver exit {driver.wait()}): {driver.stderr.read().decode()}")
         child = int(pidfile.read_text())
         assert _alive(child)
         os.kill(driver.pid, signal.SIGKILL)
@@ -83,8 +86,11 @@ def test_ctrl_c_stops_the_sweep_within_seconds(tmp_path):
     pidfile = tmp_path / "child.pid"
     try:
         t = time.time()
-        while not (pidfile.exists() and pidfile.read_text()) and time.time() - t < 60:
+        while not (pidfile.exists() and pidfile.read_text()) and time.time() - t < 60 and driver.poll() is None:
             time.sleep(0.05)
+        if not (pidfile.exists() and pidfile.read_text()):
+            driver.kill()
+            pytest.fail(f"the run process never started (driver exit {driver.wait()}): {driver.stderr.read().decode()}")
         child = int(pidfile.read_text())
         t0 = time.time()
         os.kill(driver.pid, signal.SIGINT)

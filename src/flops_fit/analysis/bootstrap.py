@@ -374,51 +374,38 @@ def bootstrap_parametric(
         drop = [p.index for p in fit.excluded if p.index in fd.frame.index]
         prepared = PreparedData(frame=fd.frame.drop(index=drop), excluded=fit.excluded, source=fd.source)
         huber_delta = fit.huber_delta
-    frame = prepared.frame
-
-    strat: str | None
-    if stratify_col is None:
-        strat = "budget" if "budget" in frame.columns else None
-    elif stratify_col is False:
-        strat = None
-    elif isinstance(stratify_col, str):
-        if stratify_col in frame.columns:
-            strat = stratify_col
-        else:
-            raw, _ = read_table(data)
-            if stratify_col not in raw.columns:
-                raise ValueError(
-                    f"stratify_col={stratify_col!r}: column not found; available columns: {list(raw.columns)[:20]}"
-                )
-            frame = frame.assign(**{stratify_col: raw.loc[frame.index, stratify_col].to_numpy()})
-            strat = stratify_col
-    else:
-        raise TypeError(f"stratify_col: expected a column name, None or False, found {type(stratify_col).__name__}")
-
+    frame, strat = _strata(prepared.frame, stratify_col, data)
     lN, lD, lL = PreparedData(frame=frame, excluded=(), source="").logs
     starts = _warm_starts(fit, lN, lD, n_starts)
     groups = frame[strat].to_numpy() if strat else len(frame)
     idx = np.stack(list(bootstrap_indices(groups, n_resamples, seed)))
-
-    thetas, conv, n_restarted = _refit_all(lN, lD, lL, idx, starts, method, float(huber_delta),
-                                           workers)
+    thetas, conv, n_restarted = _refit_all(lN, lD, lL, idx, starts, method, float(huber_delta), workers)
     params = _params_from_theta(thetas)
     ok = np.all(np.isfinite(params), axis=1)
     params = params[ok]
     return BootstrapResult(
-        fit=fit,
-        samples=params,
-        targets=tgt,
-        target_samples=_target_values(params, tgt),
-        n_resamples=int(n_resamples),
-        n_failed=int((~ok).sum()),
-        n_not_converged=int((ok & ~conv).sum()),
-        confidence=float(confidence),
-        n_restarted=n_restarted,
-        seed=int(seed),
-        method=method,
-        stratify_col=strat,
+        fit=fit, samples=params, targets=tgt, target_samples=_target_values(params, tgt),
+        n_resamples=int(n_resamples), n_failed=int((~ok).sum()), n_not_converged=int((ok & ~conv).sum()),
+        confidence=float(confidence), n_restarted=n_restarted, seed=int(seed), method=method, stratify_col=strat,
     )
+
+
+def _strata(frame: pd.DataFrame, stratify_col: str | None | bool, data: Any) -> tuple[pd.DataFrame, str | None]:
+    """The column resampled within (None: the budget column when there is one; False: none)."""
+    if stratify_col is None:
+        return frame, "budget" if "budget" in frame.columns else None
+    if stratify_col is False:
+        return frame, None
+    if not isinstance(stratify_col, str):
+        raise TypeError(f"stratify_col: expected a column name, None or False, found {type(stratify_col).__name__}")
+    if stratify_col in frame.columns:
+        return frame, stratify_col
+    raw, _ = read_table(data)
+    if stratify_col not in raw.columns:
+        raise ValueError(
+            f"stratify_col={stratify_col!r}: column not found; available columns: {list(raw.columns)[:20]}"
+        )
+    return frame.assign(**{stratify_col: raw.loc[frame.index, stratify_col].to_numpy()}), stratify_col
 
 
 __all__ = ["METHODS", "TARGET_NAMES", "BootstrapResult", "bootstrap_indices", "bootstrap_parametric"]

@@ -179,40 +179,71 @@ def load_fit_data(
     source = source or label  # a caller that read the file itself passes its name
     if len(frame) == 0:
         raise ValueError(f"data: {source} has no rows")
-    columns: dict[str, str] = {}
     cols_list = list(map(str, frame.columns))[:20]
 
-    n_src = _find_column(frame, n_col, "N", "N")
-    if n_src is None:
-        d_try = _find_column(frame, d_col, "D", "D")
-        c_try = _find_column(frame, c_col if c_col is not None else "C", "C", "C")
-        if n_col != "N":  # a column named explicitly is never guessed or derived
-            raise ValueError(f"n_col={n_col!r}: column not found in {source}; available columns: {cols_list}")
-        if d_try is None or c_try is None:
-            raise ValueError(
-                f"n_col={n_col!r}: column not found in {source}, and no token and FLOPs columns to derive "
-                f"N = C/(6D) from (any two of N, D, C are needed); available columns: {cols_list}"
-            )
-        frame = frame.copy()  # N from C = 6·N·D, as Llama 3's published (C, D, loss) table needs
-        n_src = "C/(6D)"
-        frame[n_src] = (_check_positive_finite(frame[c_try], c_try, "c_col", "FLOPs C")
-                        / (6.0 * _check_positive_finite(frame[d_try], d_try, "d_col", "token counts D")))
+    def missing(arg: str, value: Any, more: str = "") -> ValueError:
+        return ValueError(f"{arg}={value!r}: column not found in {source}{more}; available columns: {cols_list}")
+
+    frame, n_src = _n_column(frame, n_col, d_col, c_col, missing)
     loss_src = _find_column(frame, loss_col, "loss", "loss")
     if loss_src is None:
-        raise ValueError(
-            f"loss_col={loss_col!r}: column not found in {source}; available columns: {cols_list}"
-        )
+        raise missing("loss_col", loss_col)
     c_src = _find_column(frame, c_col if c_col is not None else "C", "C", "C")
     if c_col is not None and c_src is None:
+        raise missing("c_col", c_col)
+    out, columns = _ndc(frame, n_src, _find_column(frame, d_col, "D", "D"), c_src, d_col, missing)
+    loss = pd.to_numeric(frame[loss_src], errors="coerce").to_numpy(dtype=float)
+    nonpos = np.isfinite(loss) & (loss <= 0)
+    if nonpos.any():
+        i = int(np.flatnonzero(nonpos)[0])
         raise ValueError(
-            f"c_col={c_col!r}: column not found in {source}; available columns: {cols_list}"
+            f"loss_col={loss_src!r}: losses must be positive (the fit works on log loss); found "
+            f"{show(loss[i])} at row {show(frame.index[i])}"
         )
-    d_src = _find_column(frame, d_col, "D", "D")
+    out["loss"] = loss
+    columns["loss"] = loss_src
+    b_src = _find_column(frame, budget_col if budget_col is not None else "budget", "budget", "budget")
+    if budget_col is not None and b_src is None:
+        raise missing("budget_col", budget_col)
+    for key, src in (("budget", b_src), ("status", _find_column(frame, status_col, "status", "status")),
+                     ("initial_loss", _find_column(frame, initial_loss_col, "initial_loss", "initial_loss"))):
+        if src is not None:
+            values = frame[src]
+            out[key] = (pd.to_numeric(values, errors="coerce").to_numpy(dtype=float) if key == "initial_loss"
+                        else values.to_numpy())
+            columns[key] = src
+    if "outlier" in frame.columns:  # flags set earlier (by flag_outliers or by hand) are honoured
+        out["outlier"] = frame["outlier"].fillna(False).astype(bool).to_numpy()
+        if "outlier_reason" in frame.columns:
+            out["outlier_reason"] = frame["outlier_reason"].fillna("").astype(str).to_numpy()
+    return FitData(frame=out, source=source, columns=columns)
 
+
+def _n_column(frame: pd.DataFrame, n_col: str, d_col: str, c_col: str | None,
+              missing: Any) -> tuple[pd.DataFrame, str]:
+    """The column of N, or N = C/(6D) from the FLOPs and tokens (as Llama 3's published (C, D, loss) needs)."""
+    n_src = _find_column(frame, n_col, "N", "N")
+    if n_src is not None:
+        return frame, n_src
+    d_try = _find_column(frame, d_col, "D", "D")
+    c_try = _find_column(frame, c_col if c_col is not None else "C", "C", "C")
+    if n_col != "N":  # a column named explicitly is never guessed or derived
+        raise missing("n_col", n_col)
+    if d_try is None or c_try is None:
+        raise missing("n_col", n_col, ", and no token and FLOPs columns to derive N = C/(6D) from (any two of "
+                                      "N, D, C are needed)")
+    frame = frame.copy()
+    frame["C/(6D)"] = (_check_positive_finite(frame[c_try], c_try, "c_col", "FLOPs C")
+                       / (6.0 * _check_positive_finite(frame[d_try], d_try, "d_col", "token counts D")))
+    return frame, "C/(6D)"
+
+
+def _ndc(frame: pd.DataFrame, n_src: str, d_src: str | None, c_src: str | None, d_col: str,
+         missing: Any) -> tuple[pd.DataFrame, dict[str, str]]:
+    """N, D and C checked positive and finite; a missing D or C derived from C = 6·N·D."""
     out = pd.DataFrame(index=frame.index)
-    N = _check_positive_finite(frame[n_src], n_src, "n_col", "parameter counts N")
-    out["N"] = N
-    columns["N"] = n_src
+    out["N"] = N = _check_positive_finite(frame[n_src], n_src, "n_col", "parameter counts N")
+    columns = {"N": n_src}
     if d_src is not None:
         out["D"] = _check_positive_finite(frame[d_src], d_src, "d_col", "token counts D")
         columns["D"] = d_src
@@ -226,46 +257,10 @@ def load_fit_data(
         C = _check_positive_finite(frame[c_src], c_src, "c_col", "FLOPs C")
         out["C"] = C
         out["D"] = C / (6.0 * N)
-        columns["C"] = c_src
-        columns["D"] = "C/(6N)"
+        columns["C"], columns["D"] = c_src, "C/(6N)"
     else:
-        raise ValueError(
-            f"d_col={d_col!r}: column not found in {source}, and no FLOPs column (c_col) to derive "
-            f"D = C/(6N) from; available columns: {cols_list}"
-        )
-
-    loss = pd.to_numeric(frame[loss_src], errors="coerce").to_numpy(dtype=float)
-    nonpos = np.isfinite(loss) & (loss <= 0)
-    if nonpos.any():
-        i = int(np.flatnonzero(nonpos)[0])
-        raise ValueError(
-            f"loss_col={loss_src!r}: losses must be positive (the fit works on log loss); found "
-            f"{show(loss[i])} at row {show(frame.index[i])}"
-        )
-    out["loss"] = loss
-    columns["loss"] = loss_src
-
-    b_src = _find_column(frame, budget_col if budget_col is not None else "budget", "budget", "budget")
-    if budget_col is not None and b_src is None:
-        raise ValueError(
-            f"budget_col={budget_col!r}: column not found in {source}; available columns: {cols_list}"
-        )
-    if b_src is not None:
-        out["budget"] = frame[b_src].to_numpy()
-        columns["budget"] = b_src
-    s_src = _find_column(frame, status_col, "status", "status")
-    if s_src is not None:
-        out["status"] = frame[s_src].to_numpy()
-        columns["status"] = s_src
-    i_src = _find_column(frame, initial_loss_col, "initial_loss", "initial_loss")
-    if i_src is not None:
-        out["initial_loss"] = pd.to_numeric(frame[i_src], errors="coerce").to_numpy(dtype=float)
-        columns["initial_loss"] = i_src
-    if "outlier" in frame.columns:  # flags set earlier (by flag_outliers or by hand) are honoured
-        out["outlier"] = frame["outlier"].fillna(False).astype(bool).to_numpy()
-        if "outlier_reason" in frame.columns:
-            out["outlier_reason"] = frame["outlier_reason"].fillna("").astype(str).to_numpy()
-    return FitData(frame=out, source=source, columns=columns)
+        raise missing("d_col", d_col, ", and no FLOPs column (c_col) to derive D = C/(6N) from")
+    return out, columns
 
 
 def load_chinchilla(*, drop_highest_loss: int = 0) -> pd.DataFrame:

@@ -82,28 +82,13 @@ def flag_outliers(
     budget for IsoFLOP-parabola residuals). Rows already flagged for another reason
     are left out of the median/MAD. Several reasons are joined with ``"; "``.
     """
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"df: expected a pandas DataFrame, found {type(df).__name__}")
-    if loss_col not in df.columns:
-        raise ValueError(
-            f"loss_col={loss_col!r}: column not found; available columns: {list(df.columns)[:20]}"
-        )
-    if status_col is not None and status_col != "status" and status_col not in df.columns:
-        raise ValueError(f"status_col={status_col!r}: column not found; available columns: {list(df.columns)[:20]}")
-    if group_col is not None and group_col not in df.columns:
-        raise ValueError(f"group_col={group_col!r}: column not found; available columns: {list(df.columns)[:20]}")
-    if not (isinstance(threshold, (int, float)) and np.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"threshold: expected a positive finite number, found {threshold!r}")
-    if not (isinstance(min_scale, (int, float)) and np.isfinite(min_scale) and min_scale >= 0):
-        raise ValueError(f"min_scale: expected a finite number >= 0, found {min_scale!r}")
+    _check_flag_args(df, loss_col, status_col, group_col, threshold, min_scale)
     if residuals is not None and fit is not None:
         raise ValueError("residuals and fit: pass one of them, not both")
-
     out = df.copy()
     n = len(out)
     reasons: list[list[str]] = [[] for _ in range(n)]
     loss = pd.to_numeric(out[loss_col], errors="coerce").to_numpy(dtype=float)
-
     if status_col is not None and status_col in out.columns:
         status = out[status_col].to_numpy()
         bad_status = np.array(
@@ -112,18 +97,14 @@ def flag_outliers(
             dtype=bool,
         )
         _add_reason(reasons, bad_status, lambda i: f"status={status[i]}")
-
     _add_reason(reasons, ~np.isfinite(loss), "non-finite loss")
-
     if initial_loss_col is not None and initial_loss_col in out.columns:
         init = pd.to_numeric(out[initial_loss_col], errors="coerce").to_numpy(dtype=float)
         above = np.isfinite(loss) & np.isfinite(init) & (loss >= init)
         _add_reason(reasons, above, lambda i: f"loss {loss[i]:.4g} not below initial loss {init[i]:.4g}")
-
     r = _residuals(out, residuals, fit, loss, n_col, d_col)
     if r is not None:
-        already = np.array([bool(x) for x in reasons])
-        r = np.where(already, np.nan, r)
+        r = np.where(np.array([bool(x) for x in reasons]), np.nan, r)  # already flagged: out of the median/MAD
         z = np.full(n, np.nan)
         if group_col is None:
             z = robust_z(r, min_scale=min_scale)
@@ -132,15 +113,33 @@ def flag_outliers(
             for g in pd.unique(groups):
                 m = groups == g
                 z[m] = robust_z(r[m], min_scale=min_scale)
-        extreme = np.isfinite(z) & (np.abs(z) > threshold)
         where = "" if group_col is None else f" within its {group_col}"
-        _add_reason(
-            reasons,
-            extreme,
-            lambda i: f"robust residual z={z[i]:+.1f}{where} (|z| > {threshold:g})",
-        )
+        _add_reason(reasons, np.isfinite(z) & (np.abs(z) > threshold),
+                    lambda i: f"robust residual z={z[i]:+.1f}{where} (|z| > {threshold:g})")
         out["residual_z"] = z
+    return _with_reasons(out, reasons)
 
+
+def _check_flag_args(df: Any, loss_col: str, status_col: str | None, group_col: str | None, threshold: Any,
+                     min_scale: Any) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df: expected a pandas DataFrame, found {type(df).__name__}")
+    available = list(df.columns)[:20]
+    if loss_col not in df.columns:
+        raise ValueError(f"loss_col={loss_col!r}: column not found; available columns: {available}")
+    if status_col is not None and status_col != "status" and status_col not in df.columns:
+        raise ValueError(f"status_col={status_col!r}: column not found; available columns: {available}")
+    if group_col is not None and group_col not in df.columns:
+        raise ValueError(f"group_col={group_col!r}: column not found; available columns: {available}")
+    if not (isinstance(threshold, (int, float)) and np.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold: expected a positive finite number, found {threshold!r}")
+    if not (isinstance(min_scale, (int, float)) and np.isfinite(min_scale) and min_scale >= 0):
+        raise ValueError(f"min_scale: expected a finite number >= 0, found {min_scale!r}")
+
+
+def _with_reasons(out: pd.DataFrame, reasons: list[list[str]]) -> pd.DataFrame:
+    """The outlier and outlier_reason columns: this call's reasons after any flags set before."""
+    n = len(out)
     prior = out["outlier"].fillna(False).astype(bool).to_numpy() if "outlier" in out.columns else np.zeros(n, bool)
     prior_reason = (
         out["outlier_reason"].fillna("").astype(str).to_numpy() if "outlier_reason" in out.columns else [""] * n

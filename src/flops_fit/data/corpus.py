@@ -196,16 +196,6 @@ class TextCorpus:
         return sum(len(t) for t in self.texts)
 
     @classmethod
-    def from_texts(cls, texts: Sequence[str], name: str = "texts") -> TextCorpus:
-        texts = list(texts)
-        bad = [type(t).__name__ for t in texts if not isinstance(t, str)]
-        if bad:
-            raise TypeError(f"texts: expected str documents, found {bad[0]}")
-        corpus = cls(tuple(texts), tuple(f"<text {i}>" for i in range(len(texts))), name=name)
-        corpus._require_text("texts")
-        return corpus
-
-    @classmethod
     def from_paths(
         cls,
         paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],

@@ -460,78 +460,76 @@ def build_tokenizer(
     """
     kind = _normalise_kind(kind, sp_model_type)
     specials = _special_style(special_tokens)
-    n_special = len(specials)
-
     if kind == "byte":
-        natural = 256 + n_special
+        natural = 256 + len(specials)
         if vocab_size is not None and vocab_size != natural:
             raise ValueError(
-                f"vocab_size: expected None or {natural} for kind 'byte' (256 bytes + {n_special} special tokens), "
-                f"found {vocab_size!r}"
+                f"vocab_size: expected None or {natural} for kind 'byte' (256 bytes + {len(specials)} special "
+                f"tokens), found {vocab_size!r}"
             )
         return ByteTokenizer(specials)
-
     texts = _corpus_texts(corpus)
-
     if kind == "character":
-        counts: Counter[str] = Counter()
-        for t in texts:
-            counts.update(t)
-        counts = Counter({c: n for c, n in counts.items() if c not in set(specials.values())})
-        natural = n_special + len(counts)
-        if vocab_size is None:
-            chars = list(counts)
-        else:
-            vs = _check_vocab_size(vocab_size, n_special + 1, kind)
-            if vs > natural:
-                raise _too_large(kind, vs, natural)
-            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], ord(kv[0])))
-            chars = [c for c, _ in ranked[: vs - n_special]]
-        return CharacterTokenizer(specials, chars)
-
-    if kind in ("bpe", "wordpiece"):
-        if vocab_size is None:
-            raise TypeError(f"vocab_size: expected an int for kind {kind!r}, found None")
-        from tokenizers import Tokenizer as HFBackend
-        from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
-
-        tokens = list(specials.values())
-        if kind == "bpe":
-            vs = _check_vocab_size(vocab_size, 256 + n_special, "bpe (256 byte symbols + special tokens)")
-            backend = HFBackend(models.BPE())
-            backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-            backend.decoder = decoders.ByteLevel()
-            trainer = trainers.BpeTrainer(
-                vocab_size=vs,
-                min_frequency=min_frequency,
-                special_tokens=tokens,
-                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                show_progress=False,
-            )
-        else:
-            vs = _check_vocab_size(vocab_size, n_special + 1, kind)
-            backend = HFBackend(models.WordPiece(unk_token=specials["unk"]))
-            backend.normalizer = normalizers.BertNormalizer(
-                clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
-            )
-            backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-            backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-            trainer = trainers.WordPieceTrainer(
-                vocab_size=vs, min_frequency=min_frequency, special_tokens=tokens, show_progress=False
-            )
-        backend.train_from_iterator(_lines_for_training(texts), trainer=trainer)
-        tok = HFTokenizer(kind, specials, backend)
-        if tok.vocab_size < vs:
-            raise _too_large(kind, vs, tok.vocab_size)
-        return tok
-
-    # sentencepiece
+        return _train_character(texts, vocab_size, specials)
     if vocab_size is None:
         raise TypeError(f"vocab_size: expected an int for kind {kind!r}, found None")
-    vs = _check_vocab_size(vocab_size, n_special + 2, kind)
+    if kind in ("bpe", "wordpiece"):
+        return _train_hf(kind, texts, vocab_size, specials, min_frequency)
+    return _train_sentencepiece(kind, texts, vocab_size, specials, seed)
+
+
+def _train_character(texts: list[str], vocab_size: int | None, specials: dict[str, str]) -> Tokenizer:
+    """Every corpus character (vocab_size None), else the most frequent ones."""
+    counts: Counter[str] = Counter()
+    for t in texts:
+        counts.update(t)
+    counts = Counter({c: n for c, n in counts.items() if c not in set(specials.values())})
+    natural = len(specials) + len(counts)
+    if vocab_size is None:
+        return CharacterTokenizer(specials, list(counts))
+    vs = _check_vocab_size(vocab_size, len(specials) + 1, "character")
+    if vs > natural:
+        raise _too_large("character", vs, natural)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], ord(kv[0])))
+    return CharacterTokenizer(specials, [c for c, _ in ranked[: vs - len(specials)]])
+
+
+def _train_hf(kind: str, texts: list[str], vocab_size: int, specials: dict[str, str],
+              min_frequency: int) -> Tokenizer:
+    """Byte-level BPE or WordPiece with Hugging Face ``tokenizers``' trainers."""
+    from tokenizers import Tokenizer as HFBackend
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+    tokens = list(specials.values())
+    if kind == "bpe":
+        vs = _check_vocab_size(vocab_size, 256 + len(specials), "bpe (256 byte symbols + special tokens)")
+        backend = HFBackend(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        backend.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vs, min_frequency=min_frequency, special_tokens=tokens,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    else:
+        vs = _check_vocab_size(vocab_size, len(specials) + 1, kind)
+        backend = HFBackend(models.WordPiece(unk_token=specials["unk"]))
+        backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                        strip_accents=False, lowercase=False)
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+        trainer = trainers.WordPieceTrainer(vocab_size=vs, min_frequency=min_frequency, special_tokens=tokens,
+                                            show_progress=False)
+    backend.train_from_iterator(_lines_for_training(texts), trainer=trainer)
+    tok = HFTokenizer(kind, specials, backend)
+    if tok.vocab_size < vs:
+        raise _too_large(kind, vs, tok.vocab_size)
+    return tok
+
+
+def _train_sentencepiece(kind: str, texts: list[str], vocab_size: int, specials: dict[str, str],
+                         seed: int) -> Tokenizer:
+    """Unigram or BPE with sentencepiece, in memory, special tokens at the ids of their roles."""
+    vs = _check_vocab_size(vocab_size, len(specials) + 2, kind)
     import sentencepiece as spm
 
-    model_type = kind.split("-", 1)[1]
     ids: dict[str, Any] = {"pad_id": -1, "unk_id": -1, "bos_id": -1, "eos_id": -1}
     pieces: dict[str, str] = {}
     control: list[str] = []
@@ -542,8 +540,7 @@ def build_tokenizer(
         else:
             control.append(token)
     # sentencepiece places control symbols right after the fixed ids; keep our role order.
-    order_ok = all(r in ("pad", "unk", "bos", "eos") for r in list(specials)[: len(specials) - len(control)])
-    if not order_ok:
+    if not all(r in ("pad", "unk", "bos", "eos") for r in list(specials)[: len(specials) - len(control)]):
         raise ValueError(
             f"special_tokens: for sentencepiece the roles pad/unk/bos/eos must come before the others, "
             f"found order {list(specials)}"
@@ -552,23 +549,11 @@ def build_tokenizer(
     spm.set_random_generator_seed(seed)
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=_lines_for_training(texts, chunk=2048),
-            model_writer=writer,
-            vocab_size=vs,
-            model_type=model_type,
-            normalization_rule_name="identity",
-            remove_extra_whitespaces=False,
-            add_dummy_prefix=False,
-            allow_whitespace_only_pieces=True,
-            character_coverage=1.0,
-            user_defined_symbols=["\n", "\t"],
-            control_symbols=control,
-            max_sentence_length=1 << 16,
-            input_sentence_size=0,
-            num_threads=1,
-            minloglevel=2,
-            **ids,
-            **pieces,
+            sentence_iterator=_lines_for_training(texts, chunk=2048), model_writer=writer, vocab_size=vs,
+            model_type=kind.split("-", 1)[1], normalization_rule_name="identity", remove_extra_whitespaces=False,
+            add_dummy_prefix=False, allow_whitespace_only_pieces=True, character_coverage=1.0,
+            user_defined_symbols=["\n", "\t"], control_symbols=control, max_sentence_length=1 << 16,
+            input_sentence_size=0, num_threads=1, minloglevel=2, **ids, **pieces,
         )
     except RuntimeError as exc:
         m = re.search(r"value <= (\d+)", str(exc))

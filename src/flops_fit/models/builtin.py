@@ -20,9 +20,6 @@ from flops_fit.models.registry import register_model
 from flops_fit.models.rnn import GRULM, LSTMLM, RNNLM
 from flops_fit.models.vit import ViT
 
-BUILTIN_MODELS = ("gpt", "gpt2", "bert", "lstm", "gru", "rnn", "vit", "gmm")
-
-
 def register_builtins(overwrite: bool = True) -> None:
     """(Re-)register every built-in architecture."""
     kw = {"overwrite": overwrite}

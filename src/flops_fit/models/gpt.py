@@ -36,7 +36,7 @@ already shifted by the data pipeline).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -237,10 +237,6 @@ class GPT(nn.Module):
             self._build_umup(cfg)
         else:
             self._build_standard(cfg)
-
-    @classmethod
-    def from_config(cls, config: GPTConfig) -> "GPT":
-        return cls(**asdict(config))
 
     # -- construction
 

@@ -282,22 +282,10 @@ def make_run_fn(
         for exp in experiments:
             check_repeat(float(exp.num_tokens), train_units, allow_repeat=False, run=exp.experiment_id)
     inputs = RunInputs(
-        model_factory=model_factory,
-        size_param=size_param,
-        model_kwargs=dict(model_kwargs),
-        source=source,
-        train_indices=train_idx,
-        skip=skip,
-        train_units=train_units,
-        val_batches=val_batches,
-        val_units=val_units,
-        info=info,
-        loss_fn=loss_fn,
-        config=cfg,
-        output_dir=Path(output_dir),
-        seed=int(seed),
-        flops_accounting=flops_accounting,
-        allow_repeat=allow_repeat,
+        model_factory=model_factory, size_param=size_param, model_kwargs=dict(model_kwargs), source=source,
+        train_indices=train_idx, skip=skip, train_units=train_units, val_batches=val_batches, val_units=val_units,
+        info=info, loss_fn=loss_fn, config=cfg, output_dir=Path(output_dir), seed=int(seed),
+        flops_accounting=flops_accounting, allow_repeat=allow_repeat,
     )
     return functools.partial(train_run, inp=inputs)
 

@@ -8,6 +8,10 @@ opened. Readers merge the two. A record, once written, is never lost: a kill
 mid-append leaves a torn last line that is ignored (that run is redone), a failed
 append is cut back off, a different plan is refused instead of mixed in, and
 `resume=False` moves old results aside instead of deleting them.
+
+The store also owns the driver's lock (:func:`driver_lock`) and the
+per-experiment record files a job-array task writes (``records/<id>.json``,
+:func:`write_record_file`), which the driver merges (:func:`merge_records`).
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from typing import Any, Iterable, Iterator, Mapping
 import pandas as pd
 
 from flops_fit import io
+from flops_fit.layout import JOURNAL_SUFFIX, LOCK_FILE, RunDir, journal_path  # noqa: F401  (re-exported)
 
-from flops_fit.layout import JOURNAL_SUFFIX, LOCK_FILE, journal_path  # noqa: F401  (re-exported)
 RESULTS_SCHEMA = 1
 RESULTS_KIND = "flops-fit/results"
 
@@ -368,3 +372,58 @@ def driver_lock(output_dir: str | Path, *, wait: bool = False) -> Iterator[bool]
             yield True
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------
+# per-experiment record files (job-array tasks), merged by the driver
+
+RECORD_KIND = "flops-fit/record"
+RECORD_SCHEMA = 1
+
+
+def write_record_file(out: Path, record: RunRecord, plan_fingerprint: str) -> Path:
+    """records/<id>.json: one finished run of a job-array task, written atomically by its only writer."""
+    path = RunDir(out).record(record.experiment_id)
+    io.atomic_write_json(
+        path,
+        {"schema": RECORD_SCHEMA, "kind": RECORD_KIND, "plan_fingerprint": plan_fingerprint, "record": record.to_dict()},
+    )
+    return path
+
+
+def read_record_file(path: Path) -> tuple[str, RunRecord]:
+    """(plan fingerprint, record) of a records/<id>.json file; malformed files name the field."""
+    source = str(path)
+    data = io.read_json(path)
+    io.check_header(data, RECORD_KIND, RECORD_SCHEMA, source)
+    fp = io.require(data, "plan_fingerprint", source)
+    rec = RunRecord.from_dict(io.require(data, "record", source), source, 0)
+    return fp, rec
+
+
+def merge_records(output_dir: str | Path, store: ResultsStore) -> int:
+    """Add every per-experiment record file not yet in `store` (caller holds the driver lock)."""
+    out = Path(output_dir)
+    folder = RunDir(out).records_dir
+    if not folder.is_dir():
+        return 0
+    new = []
+    for path in sorted(folder.glob("*.json")):
+        if path.is_symlink():
+            raise ValueError(f"{path}: is a symbolic link; record files must be plain files (remove it)")
+        fp, rec = read_record_file(path)
+        if fp != store.fingerprint:
+            raise ValueError(
+                f"{path}: field 'plan_fingerprint' is {fp}, but sweep.json describes plan {store.fingerprint}; "
+                "this record belongs to another sweep (move it away)"
+            )
+        if path.stem != rec.experiment_id:
+            raise ValueError(f"{path}: holds the record of {rec.experiment_id!r}, not of {path.stem!r}")
+        if store.planned is not None:
+            check_against_plan([rec], store.planned, str(path))
+        old = store.get(rec.experiment_id)
+        if old is None or old.to_dict() != rec.to_dict():
+            new.append(rec)
+    if new:
+        store.add_many(new)
+    return len(new)

@@ -57,8 +57,9 @@ def _chain(exc: BaseException):
         exc = exc.__cause__ or exc.__context__
 
 
-def failed_record(exp: Experiment, error: str, flops_method: str, units: str = "tokens",
-                  transient: bool = False, attempts: int = 1) -> RunRecord:
+def failed_record(exp: Experiment, error: str, flops_method: str, transient: bool = False,
+                  attempts: int = 1) -> RunRecord:
+    """The record of a run that raised: no loss, the planned compute, the error and whether to retry it."""
     return RunRecord(
         experiment_id=exp.experiment_id,
         compute_budget=exp.compute_budget,
@@ -69,7 +70,7 @@ def failed_record(exp: Experiment, error: str, flops_method: str, units: str = "
         status=STATUS_FAILED,
         flops=exp.flops,
         flops_method=flops_method,
-        units=units,
+        units="tokens",
         error=error,
         details={"transient": transient, "attempts": attempts},
     )

@@ -26,7 +26,7 @@ import resource
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -218,7 +218,6 @@ class RunInputs:
     seed: int
     flops_accounting: str = flops_mod.FLOPS_6ND
     allow_repeat: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _build_model(inp: RunInputs, size_value: int) -> torch.nn.Module:
