@@ -13,7 +13,8 @@ import pandas as pd
 from flops_fit import io
 from flops_fit.analysis import optimum_curves
 from flops_fit.analysis.bootstrap import percentile_interval
-from flops_fit.result import Result, _check_compute
+from flops_fit.result import Result
+from flops_fit.validation import check_flops
 
 #: Compute range searched for matches and crossovers: the sweeps' own range widened by this factor each way.
 SEARCH_WIDENING = 1000.0
@@ -85,7 +86,7 @@ class Comparison:
     def to_dataframe(self, target_compute: float | None = None) -> pd.DataFrame:
         """Exponent, allocation and loss of each architecture at one compute (default: inside every
         sweep's range), with the compute multiplier against the first architecture and the crossover."""
-        c = self.default_compute() if target_compute is None else _check_compute(target_compute, "target_compute")
+        c = self.default_compute() if target_compute is None else check_flops(target_compute, "target_compute")
         rows = []
         for name, res in self.results.items():
             p = res.predict(c)

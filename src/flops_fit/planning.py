@@ -18,6 +18,7 @@ import pandas as pd
 
 from flops_fit import io
 from flops_fit.flops import FLOPS_6ND
+from flops_fit.validation import check_flops
 
 SWEEP_SCHEMA = 1
 SWEEP_KIND = "flops-fit/sweep"
@@ -272,7 +273,7 @@ def make_budgets(
             )
         if isinstance(compute_budgets, (int, float)):
             compute_budgets = [compute_budgets]
-        budgets = [_check_budget(b, f"compute_budgets[{i}]") for i, b in enumerate(compute_budgets)]
+        budgets = [check_flops(b, f"compute_budgets[{i}]") for i, b in enumerate(compute_budgets)]
         if not budgets:
             raise ValueError("compute_budgets: expected at least one budget, found an empty list")
     else:
@@ -280,8 +281,8 @@ def make_budgets(
             raise ValueError(
                 "compute_budgets: expected a list of FLOP budgets or min_flops and max_flops, found neither"
             )
-        lo = _check_budget(min_flops, "min_flops")
-        hi = _check_budget(max_flops, "max_flops")
+        lo = check_flops(min_flops, "min_flops")
+        hi = check_flops(max_flops, "max_flops")
         n = 5 if num_budgets is None else num_budgets
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"num_budgets: expected a positive integer, found {n!r}")
@@ -296,16 +297,6 @@ def make_budgets(
     if dup:
         raise ValueError(f"compute_budgets: expected distinct budgets, found duplicates {dup}")
     return sorted(budgets)
-
-
-def _check_budget(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a positive number of FLOPs, found {value!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name}: expected a positive finite number of FLOPs, found {value!r}")
-    return v
 
 
 # ---------------------------------------------------------------------------

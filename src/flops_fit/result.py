@@ -34,21 +34,12 @@ from flops_fit.training.store import (
 )
 
 from flops_fit.layout import ANALYSIS_FILE, PLOTS_DIR, RESULTS_FILE, SWEEP_FILE  # noqa: F401  (re-exported)
+from flops_fit.validation import check_flops
 APPROACHES = ("approach_2", "approach_3")
 APPROACH_LABELS = {
     "approach_2": "Approach 2 (IsoFLOP parabolas)",
     "approach_3": "Approach 3 (parametric L(N, D) fit)",
 }
-
-
-def _check_compute(value: Any, name: str = "compute_budget") -> float:
-    try:
-        c = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a positive number of FLOPs, found {value!r}") from None
-    if not math.isfinite(c) or c <= 0:
-        raise ValueError(f"{name}: expected a positive finite number of FLOPs, found {value!r}")
-    return c
 
 
 class Result:
@@ -196,7 +187,7 @@ class Result:
         wide to act on, a size far outside the sweep), most severe first; "resamples"
         is (successful refits, resamples drawn) behind the intervals.
         """
-        c = _check_compute(compute_budget)
+        c = check_flops(compute_budget, "compute_budget")
         approach = self.predict_with if approach is None else approach
         if approach not in APPROACHES:
             raise ValueError(f"approach: expected one of {APPROACHES}, found {approach!r}")
@@ -221,7 +212,7 @@ class Result:
         else:
             if isinstance(compute_budgets, (int, float)):
                 compute_budgets = [compute_budgets]
-            compute_budgets = [_check_compute(c, f"compute_budgets[{i}]") for i, c in enumerate(compute_budgets)]
+            compute_budgets = [check_flops(c, f"compute_budgets[{i}]") for i, c in enumerate(compute_budgets)]
         rows, findings = [], []
         lo, hi = min(measured), max(measured)
         sizes = self.analysis.table.loc[~self.analysis.table["outlier"], "N"]

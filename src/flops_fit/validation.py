@@ -53,6 +53,17 @@ def check_number(value: Any, name: str, *, min: float | None = None, max: float 
     return float(value)
 
 
+def check_flops(value: Any, name: str) -> float:
+    """A compute budget: a positive finite number of FLOPs (numpy and string numbers accepted)."""
+    try:
+        c = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a positive number of FLOPs, found {value!r}") from None
+    if not math.isfinite(c) or c <= 0:
+        raise ValueError(f"{name}: expected a positive finite number of FLOPs, found {value!r}")
+    return c
+
+
 def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     """One of `choices`."""
     options = tuple(choices)

@@ -29,10 +29,11 @@ class RecurrentLM(nn.Module):
     """Token-level recurrent LM; see the module docstring for the objective rules."""
 
     input_keys = ("input_ids",)
+    #: the recurrent cell, set by each subclass (LSTMLM, GRULM, RNNLM): their fields are the same
+    CELL: str | None = None
 
     def __init__(
         self,
-        cell: Literal["lstm", "gru", "rnn"],
         hidden_size: int,
         n_layers: int = 2,
         vocab_size: int = 256,
@@ -42,8 +43,9 @@ class RecurrentLM(nn.Module):
         objective: Literal["causal_lm", "masked_lm"] | None = None,
     ) -> None:
         super().__init__()
+        cell = self.CELL
         if cell not in _CELLS:
-            raise ValueError(f"RecurrentLM: cell must be one of {sorted(_CELLS)}, got {cell!r}")
+            raise TypeError("RecurrentLM: build LSTMLM, GRULM or RNNLM (the subclass sets the cell)")
         for name, value in (("hidden_size", hidden_size), ("n_layers", n_layers), ("vocab_size", vocab_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"RecurrentLM: {name} must be a positive int, got {value!r}")
@@ -99,46 +101,16 @@ class RecurrentLM(nn.Module):
 class LSTMLM(RecurrentLM):
     """LSTM language model (registry name ``lstm``)."""
 
-    def __init__(
-        self,
-        hidden_size: int,
-        n_layers: int = 2,
-        vocab_size: int = 256,
-        embed_dim: int | None = None,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        objective: Literal["causal_lm", "masked_lm"] | None = None,
-    ) -> None:
-        super().__init__("lstm", hidden_size, n_layers, vocab_size, embed_dim, dropout, bidirectional, objective)
+    CELL = "lstm"
 
 
 class GRULM(RecurrentLM):
     """GRU language model (registry name ``gru``)."""
 
-    def __init__(
-        self,
-        hidden_size: int,
-        n_layers: int = 2,
-        vocab_size: int = 256,
-        embed_dim: int | None = None,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        objective: Literal["causal_lm", "masked_lm"] | None = None,
-    ) -> None:
-        super().__init__("gru", hidden_size, n_layers, vocab_size, embed_dim, dropout, bidirectional, objective)
+    CELL = "gru"
 
 
 class RNNLM(RecurrentLM):
     """Elman (tanh) RNN language model (registry name ``rnn``)."""
 
-    def __init__(
-        self,
-        hidden_size: int,
-        n_layers: int = 2,
-        vocab_size: int = 256,
-        embed_dim: int | None = None,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        objective: Literal["causal_lm", "masked_lm"] | None = None,
-    ) -> None:
-        super().__init__("rnn", hidden_size, n_layers, vocab_size, embed_dim, dropout, bidirectional, objective)
+    CELL = "rnn"

@@ -80,12 +80,8 @@ def mock_run(exp: "Experiment", law: MockLaw, seed: int) -> "RunRecord":
 
     t0 = time.perf_counter()
     loss = law.sample(exp.num_params, exp.num_tokens, seed=seed, key=exp.experiment_id)
-    return RunRecord(
-        experiment_id=exp.experiment_id,
-        compute_budget=exp.compute_budget,
-        size_value=exp.size_value,
-        num_params=exp.num_params,
-        num_tokens=exp.num_tokens,
+    return RunRecord.of(
+        exp,
         final_loss=loss,
         status=STATUS_COMPLETED,
         flops=exp.flops,

@@ -64,6 +64,12 @@ class RunRecord:
     timestamp: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, exp: Any, **outcome: Any) -> "RunRecord":
+        """The record of planned experiment `exp` (its id, budget, size, N and D) with this outcome."""
+        return cls(experiment_id=exp.experiment_id, compute_budget=exp.compute_budget, size_value=exp.size_value,
+                   num_params=exp.num_params, num_tokens=exp.num_tokens, **outcome)
+
     def __post_init__(self) -> None:
         if not self.timestamp:
             self.timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

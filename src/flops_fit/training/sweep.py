@@ -60,12 +60,8 @@ def _chain(exc: BaseException):
 def failed_record(exp: Experiment, error: str, flops_method: str, transient: bool = False,
                   attempts: int = 1) -> RunRecord:
     """The record of a run that raised: no loss, the planned compute, the error and whether to retry it."""
-    return RunRecord(
-        experiment_id=exp.experiment_id,
-        compute_budget=exp.compute_budget,
-        size_value=exp.size_value,
-        num_params=exp.num_params,
-        num_tokens=exp.num_tokens,
+    return RunRecord.of(
+        exp,
         final_loss=None,
         status=STATUS_FAILED,
         flops=exp.flops,

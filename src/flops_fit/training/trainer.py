@@ -546,9 +546,8 @@ class _Run:
         }
         if self.stop_reason:
             details["stop_reason"] = self.stop_reason
-        return RunRecord(
-            experiment_id=exp.experiment_id, compute_budget=exp.compute_budget, size_value=exp.size_value,
-            num_params=exp.num_params, num_tokens=exp.num_tokens, final_loss=final_loss, status=self.status,
+        return RunRecord.of(
+            exp, final_loss=final_loss, status=self.status,
             flops=flops_measured if use_measured else flops_6nd,
             flops_method=flops_mod.FLOPS_MEASURED if use_measured else flops_mod.FLOPS_6ND,
             units=inp.info.units, error=self.stop_reason or None,

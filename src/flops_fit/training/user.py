@@ -109,10 +109,8 @@ class UserTrainRun:
         flops_6nd = six_nd(exp.num_params, exp.num_tokens)
         details["flops_6nd"], details["flops_measured"] = flops_6nd, measured
         use_measured = self.flops_accounting == FLOPS_MEASURED and measured is not None
-        return RunRecord(
-            experiment_id=exp.experiment_id, compute_budget=exp.compute_budget, size_value=exp.size_value,
-            num_params=exp.num_params, num_tokens=exp.num_tokens,
-            final_loss=loss if status == STATUS_COMPLETED else None, status=status,
+        return RunRecord.of(
+            exp, final_loss=loss if status == STATUS_COMPLETED else None, status=status,
             flops=float(measured if use_measured else flops_6nd),
             flops_method=FLOPS_MEASURED if use_measured else FLOPS_6ND, units=self.units,
             wall_time_s=wall, details=details,
