@@ -30,11 +30,11 @@ def _embedding_and_head_numel(model: nn.Module, head: nn.Module) -> int:
     return sum(p.numel() for p in params.values())
 
 
-class HFGPT2(nn.Module):
-    """``transformers.GPT2LMHeadModel`` (tied embeddings) behind the library's interface."""
+class _HFLM(nn.Module):
+    """A Hugging Face LM behind the library's interface: the fields of the registered configs, a config built
+    by the subclass (`_build`), logits out, and `num_params` with the subclass's output head."""
 
     input_keys = ("input_ids", "attention_mask")
-    objective = "causal_lm"
 
     def __init__(
         self,
@@ -47,81 +47,64 @@ class HFGPT2(nn.Module):
         mlp_ratio: int = 4,
     ) -> None:
         super().__init__()
-        from transformers import GPT2Config, GPT2LMHeadModel
+        self.hf = self._build(d_model, n_layers, check_heads(self.family, d_model, head_dim), vocab_size,
+                              max_seq_len, dropout, mlp_ratio)
 
-        cfg = GPT2Config(
-            vocab_size=vocab_size,
-            n_positions=max_seq_len,
-            n_embd=d_model,
-            n_layer=n_layers,
-            n_head=check_heads("gpt2", d_model, head_dim),
-            n_inner=mlp_ratio * d_model,
-            resid_pdrop=dropout,
-            embd_pdrop=dropout,
-            attn_pdrop=dropout,
-            tie_word_embeddings=True,
-            bos_token_id=0,
-            eos_token_id=0,
-        )
-        self.hf = GPT2LMHeadModel(cfg)
+    def _build(self, d_model: int, n_layers: int, n_heads: int, vocab_size: int, max_seq_len: int,
+               dropout: float, mlp_ratio: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _head(self) -> nn.Module:
+        raise NotImplementedError
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Next-token logits [B, S, vocab_size]."""
-        return self.hf(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-
-    def num_params(self, non_embedding: bool = False) -> int:
-        """Unique trainable parameters (tied embedding counted once); ``non_embedding=True``
-        excludes the token and position embeddings (the output projection is the tied
-        token embedding)."""
-        total = sum(p.numel() for p in self.parameters())
-        if not non_embedding:
-            return total
-        return total - _embedding_and_head_numel(self.hf, self.hf.lm_head)
-
-
-class HFBert(nn.Module):
-    """``transformers.BertForMaskedLM`` (tied decoder) behind the library's interface."""
-
-    input_keys = ("input_ids", "attention_mask")
-    objective = "masked_lm"
-
-    def __init__(
-        self,
-        d_model: int,
-        n_layers: int = 4,
-        head_dim: int = 16,
-        vocab_size: int = 256,
-        max_seq_len: int = 256,
-        dropout: float = 0.0,
-        mlp_ratio: int = 4,
-    ) -> None:
-        super().__init__()
-        from transformers import BertConfig, BertForMaskedLM
-
-        cfg = BertConfig(
-            vocab_size=vocab_size,
-            hidden_size=d_model,
-            num_hidden_layers=n_layers,
-            num_attention_heads=check_heads("bert", d_model, head_dim),
-            intermediate_size=mlp_ratio * d_model,
-            hidden_dropout_prob=dropout,
-            attention_probs_dropout_prob=dropout,
-            max_position_embeddings=max_seq_len,
-            type_vocab_size=1,
-            pad_token_id=0,
-            tie_word_embeddings=True,
-        )
-        self.hf = BertForMaskedLM(cfg)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-position token logits [B, S, vocab_size] (no shift)."""
+        """Token logits [B, S, vocab_size] (no shift: the library's losses shift for causal LMs)."""
         return self.hf(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def num_params(self, non_embedding: bool = False) -> int:
-        """Unique trainable parameters (tied decoder counted once); ``non_embedding=True``
-        excludes the word/position/type embeddings and the output decoder (tied weight
-        and its vocab-sized bias)."""
+        """Unique trainable parameters (a tied head counted once); ``non_embedding=True`` excludes every
+        embedding table and the output head (its tied weight and any vocab-sized bias)."""
         total = sum(p.numel() for p in self.parameters())
         if not non_embedding:
             return total
-        return total - _embedding_and_head_numel(self.hf, self.hf.cls.predictions.decoder)
+        return total - _embedding_and_head_numel(self.hf, self._head())
+
+
+class HFGPT2(_HFLM):
+    """``transformers.GPT2LMHeadModel`` (tied embeddings), causal."""
+
+    objective = "causal_lm"
+    family = "gpt2"
+
+    def _build(self, d_model: int, n_layers: int, n_heads: int, vocab_size: int, max_seq_len: int,
+               dropout: float, mlp_ratio: int) -> nn.Module:
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        return GPT2LMHeadModel(GPT2Config(
+            vocab_size=vocab_size, n_positions=max_seq_len, n_embd=d_model, n_layer=n_layers, n_head=n_heads,
+            n_inner=mlp_ratio * d_model, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+            tie_word_embeddings=True, bos_token_id=0, eos_token_id=0, use_cache=False,
+        ))
+
+    def _head(self) -> nn.Module:
+        return self.hf.lm_head
+
+
+class HFBert(_HFLM):
+    """``transformers.BertForMaskedLM`` (tied decoder), bidirectional: masked LM only."""
+
+    objective = "masked_lm"
+    family = "bert"
+
+    def _build(self, d_model: int, n_layers: int, n_heads: int, vocab_size: int, max_seq_len: int,
+               dropout: float, mlp_ratio: int) -> nn.Module:
+        from transformers import BertConfig, BertForMaskedLM
+
+        return BertForMaskedLM(BertConfig(
+            vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=n_heads,
+            intermediate_size=mlp_ratio * d_model, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+            max_position_embeddings=max_seq_len, type_vocab_size=1, pad_token_id=0, tie_word_embeddings=True,
+        ))
+
+    def _head(self) -> nn.Module:
+        return self.hf.cls.predictions.decoder
