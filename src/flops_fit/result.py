@@ -11,6 +11,8 @@ import pandas as pd
 
 from flops_fit import io
 from flops_fit.analysis import (
+    CONFIDENCE,
+    N_BOOTSTRAP,
     ANALYSIS_KIND,
     ANALYSIS_SCHEMA,
     PARAM_NAMES,
@@ -71,9 +73,9 @@ class Result:
         output_dir: str | Path | None = None,
         *,
         exclude_outliers: bool = True,
-        n_bootstrap: int = 1000,
+        n_bootstrap: int = N_BOOTSTRAP,
         seed: int = 0,
-        confidence: float = 0.90,
+        confidence: float = CONFIDENCE,
         plan_fingerprint: str | None = None,
         stored_samples: dict[str, Any] | None = None,
     ) -> "Result":

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from flops_fit.analysis import CONFIDENCE, N_BOOTSTRAP  # noqa: F401  (re-exported for the front ends)
 from flops_fit.contract import ModelContract, check_model
 from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
 from flops_fit.planning import PlanSettings, SweepPlan, _jsonable, make_budgets
@@ -27,9 +28,6 @@ from flops_fit.validation import check_callable, check_choice, check_int
 
 #: real training, or the seeded synthetic law (no data, no GPU)
 MODES = ("local", "mock")
-#: the analysis defaults, written once (find_optimal, analyze, Result.load, ff-analyze)
-N_BOOTSTRAP = 1000
-CONFIDENCE = 0.90
 #: built-in data sets by name, and the options each takes with its default (the identity of named data)
 DATA_OPTIONS: dict[str, dict[str, Any]] = {
     "text": {"paths": None, "tokenizer": "byte", "vocab_size": None, "seq_len": None, "max_bytes": None,

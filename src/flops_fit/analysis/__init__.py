@@ -53,14 +53,20 @@ CI_KEYS = ("optimal_params_ci", "optimal_tokens_ci", "expected_loss_ci", "tokens
 MIN_POINTS_APPROACH_3 = 8  # 5 free parameters: fewer points cannot pin the surface down
 
 
+#: bootstrap resamples and interval level of every analysis unless asked otherwise (written once: the library,
+#: the CLI, Result and ff.analyze all take these)
+N_BOOTSTRAP = 1000
+CONFIDENCE = 0.90
+
+
 @dataclass
 class AnalysisOptions:
     """How a sweep was analysed (stored, so a reload reproduces the same numbers)."""
 
     exclude_outliers: bool = True
-    n_bootstrap: int = 1000
+    n_bootstrap: int = N_BOOTSTRAP
     seed: int = 0
-    confidence: float = 0.90
+    confidence: float = CONFIDENCE
     outlier_threshold: float = DEFAULT_Z_THRESHOLD
     n_jobs: int = -1
 
@@ -150,9 +156,9 @@ def analyze(
     df: pd.DataFrame,
     *,
     exclude_outliers: bool = True,
-    n_bootstrap: int = 1000,
+    n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
-    confidence: float = 0.90,
+    confidence: float = CONFIDENCE,
     outlier_threshold: float = DEFAULT_Z_THRESHOLD,
     n_jobs: int = -1,
     stored_samples: Mapping[str, Any] | None = None,
