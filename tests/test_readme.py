@@ -12,10 +12,11 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def python_block(heading: str) -> str:
+def python_block(heading: str, index: int = 0) -> str:
+    """The `index`-th Python block after `heading`."""
     text = README.read_text()
     section = text[text.index(heading):]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    return re.findall(r"```python\n(.*?)```", section, re.S)[index]
 
 
 def test_analyze_runs_you_already_have_block_runs_and_says_what_it_promises():
@@ -67,6 +68,17 @@ def test_built_in_architectures_block_plans_every_sweep_as_written():
         assert plan.runnable and plan.cost_estimate["total_seconds"] > 0, name
         assert "REFUSED" not in plan.summary(), name  # each would train as written
     assert ns["bert"].run_settings["units"] == "tokens" and ns["gmm"].run_settings["units"] == "samples"
+
+
+def test_nested_model_configs_block_builds_and_plans_as_it_says(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    ns: dict = {}
+    with contextlib.redirect_stdout(out):
+        exec(compile(python_block("### Built-in architectures and data", 1), "README.md", "exec"), ns)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("32 2 ") and lines[1] == "d_model 16"
+    assert ns["lstm"].ff_config["embed_dim"] == 64 and ns["bert"].ff_config["type_vocab_size"] == 2
 
 
 @pytest.mark.slow  # ~200 s of real training: the demo the README's front door promises

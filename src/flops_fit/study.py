@@ -223,8 +223,16 @@ def _registered(name: str, size_param: str | None, fields: dict[str, Any]) -> Mo
         spec = get_model_spec(name)
     except ValueError as exc:
         raise ValueError(f"model_cls: {exc}") from None
+    from flops_fit.models import nested
+
+    size_param = nested.NESTED_SIZE_PARAMS.get(size_param, size_param)  # e.g. transformer.hidden_size
     if size_param is not None and size_param != spec.size_param:
         raise ValueError(f"model_size_param: architecture {name!r} is sized by {spec.size_param!r}, found {size_param!r}")
+    if nested.is_nested(fields):  # the framework's transformer / bert / rnn blocks, as flat fields
+        try:
+            fields = nested.flatten(name, fields)
+        except nested.NestedConfigError as exc:
+            raise ValueError(f"model_kwargs: {exc}") from None
     fields = {k: v for k, v in fields.items() if v is not None and k != spec.size_param}  # None: "decide for me"
     return ModelContract(RegisteredModel(name), spec.size_param, fields, name=name, architecture=name)
 

@@ -51,7 +51,7 @@ def test_list_models_has_all_builtins():
 
 
 def test_missing_architecture_lists_choices():
-    with pytest.raises(ModelConfigError, match="no 'architecture' field; choose one of: " + ", ".join(BUILTINS)):
+    with pytest.raises(ModelConfigError, match="Missing required field 'architecture' in model config. Must be one of: " + ", ".join(BUILTINS)):
         M.create_model({"d_model": 32})
 
 

@@ -59,9 +59,11 @@ class GPT2ModelConfig(_HFTransformer):
 
 
 class BertModelConfig(_HFTransformer):
-    """Hugging Face BERT masked LM (``bert``); size parameter ``d_model``."""
+    """Hugging Face BERT masked LM (``bert``); size parameter ``d_model``. ``type_vocab_size``: segment types
+    (1: every position is type 0, so every embedding row trains)."""
 
     architecture: Literal["bert"] = "bert"
+    type_vocab_size: PosInt = 1
 
 
 class _Recurrent(_Strict):

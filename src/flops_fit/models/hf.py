@@ -15,6 +15,8 @@ BERT uses ``type_vocab_size=1`` so every parameter receives gradient.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -46,12 +48,17 @@ class _HFLM(nn.Module):
         dropout: float = 0.0,
         mlp_ratio: int = 4,
     ) -> None:
-        super().__init__()
+        self._setup(d_model, n_layers, head_dim, vocab_size, max_seq_len, dropout, mlp_ratio)
+
+    def _setup(self, d_model: int, n_layers: int, head_dim: int, vocab_size: int, max_seq_len: int, dropout: float,
+               mlp_ratio: int, **extra: Any) -> None:
+        """The constructor's work; a subclass with fields of its own calls it with them (`extra`)."""
+        nn.Module.__init__(self)
         self.hf = self._build(d_model, n_layers, check_heads(self.family, d_model, head_dim), vocab_size,
-                              max_seq_len, dropout, mlp_ratio)
+                              max_seq_len, dropout, mlp_ratio, **extra)
 
     def _build(self, d_model: int, n_layers: int, n_heads: int, vocab_size: int, max_seq_len: int,
-               dropout: float, mlp_ratio: int) -> nn.Module:
+               dropout: float, mlp_ratio: int, **extra: Any) -> nn.Module:
         raise NotImplementedError
 
     def _head(self) -> nn.Module:
@@ -77,7 +84,7 @@ class HFGPT2(_HFLM):
     family = "gpt2"
 
     def _build(self, d_model: int, n_layers: int, n_heads: int, vocab_size: int, max_seq_len: int,
-               dropout: float, mlp_ratio: int) -> nn.Module:
+               dropout: float, mlp_ratio: int, **extra: Any) -> nn.Module:
         from transformers import GPT2Config, GPT2LMHeadModel
 
         return GPT2LMHeadModel(GPT2Config(
@@ -96,14 +103,20 @@ class HFBert(_HFLM):
     objective = "masked_lm"
     family = "bert"
 
+    def __init__(self, d_model: int, n_layers: int = 4, head_dim: int = 16, vocab_size: int = 256,
+                 max_seq_len: int = 256, dropout: float = 0.0, mlp_ratio: int = 4, type_vocab_size: int = 1) -> None:
+        self._setup(d_model, n_layers, head_dim, vocab_size, max_seq_len, dropout, mlp_ratio,
+                    type_vocab_size=type_vocab_size)
+
     def _build(self, d_model: int, n_layers: int, n_heads: int, vocab_size: int, max_seq_len: int,
-               dropout: float, mlp_ratio: int) -> nn.Module:
+               dropout: float, mlp_ratio: int, type_vocab_size: int = 1) -> nn.Module:
         from transformers import BertConfig, BertForMaskedLM
 
         return BertForMaskedLM(BertConfig(
             vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=n_heads,
             intermediate_size=mlp_ratio * d_model, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-            max_position_embeddings=max_seq_len, type_vocab_size=1, pad_token_id=0, tie_word_embeddings=True,
+            max_position_embeddings=max_seq_len, type_vocab_size=type_vocab_size, pad_token_id=0,
+            tie_word_embeddings=True,
         ))
 
     def _head(self) -> nn.Module:

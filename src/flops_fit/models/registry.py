@@ -296,9 +296,16 @@ def _normalise(config: Any) -> tuple[str, dict[str, Any]]:
         )
     if "architecture" not in data or data["architecture"] is None:
         raise ModelConfigError(
-            "model config has no 'architecture' field; choose one of: " + ", ".join(list_models())
+            "Missing required field 'architecture' in model config. Must be one of: " + ", ".join(list_models())
         )
     arch = data.pop("architecture")
+    from flops_fit.models import nested
+
+    if nested.is_nested(data):  # the framework's transformer / bert / rnn blocks
+        try:
+            data = nested.flatten(arch, data)
+        except nested.NestedConfigError as exc:
+            raise ModelConfigError(f"invalid config for architecture {arch!r}: {exc}") from None
     return arch, data
 
 
