@@ -137,3 +137,12 @@ class GMMConfig(_Attention):
     mlp_ratio: PosInt = 4
     dropout: Dropout = 0.0
     eps: Annotated[float, Field(gt=0.0)] = 1e-6
+    dropout_attention: Dropout | None = None
+    dropout_residual: Dropout | None = None
+    dropout_embedding: Dropout | None = None
+    activation: Literal["gelu", "relu", "silu"] = "gelu"
+    bias: bool = True
+    norm_eps: Annotated[float, Field(gt=0.0)] = 1e-5
+    use_flash_attn: bool = True
+    layer_repetition: PosInt = 1
+    flow_speed: bool = False

@@ -24,9 +24,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 #: the framework's nested blocks, and which architectures read each
-BLOCKS = {"transformer": ("gpt", "gpt2", "bert"), "bert": ("bert",), "rnn": ("lstm", "gru", "rnn")}
+BLOCKS = {"transformer": ("gpt", "gpt2", "bert", "gmm"), "bert": ("bert",), "rnn": ("lstm", "gru", "rnn")}
 #: the size parameter in the nested form -> the flat field
-NESTED_SIZE_PARAMS = {"transformer.hidden_size": "d_model", "rnn.hidden_size": "hidden_size"}
+NESTED_SIZE_PARAMS = {"transformer.hidden_size": "d_model", "transformer.hidden_dim": "d_model",
+                      "rnn.hidden_size": "hidden_size"}
+#: the Gaussian-mixture design's transformer block: nested name -> flat field (the rest below keep their names)
+_GMM_RENAMED = {"input_dim": "dim", "hidden_dim": "d_model", "num_layers": "n_layers", "ff_expansion": "mlp_ratio"}
+_GMM_KEPT = ("dropout", "dropout_attention", "dropout_residual", "dropout_embedding", "activation", "bias",
+             "norm_eps", "use_flash_attn", "layer_repetition", "flow_speed")
 _TRANSFORMER_KEYS = ("layers", "embedding_size", "hidden_size", "intermediate_hidden_size", "attention_heads",
                      "activation_function", "dropout", "attention_dropout")
 _RNN_KEYS = ("embedding_size", "hidden_size", "num_layers", "bidirectional", "dropout", "rnn_type")
@@ -68,7 +73,23 @@ def _unknown(block: str, values: Mapping[str, Any], allowed: tuple[str, ...]) ->
         raise NestedConfigError(f"model.{block}.{unknown[0]}: unknown field; fields are {', '.join(allowed)}")
 
 
+def _gmm_transformer(t: dict[str, Any]) -> dict[str, Any]:
+    """The Gaussian-mixture design's block: input_dim, hidden_dim, num_layers, num_heads, ff_expansion, ..."""
+    _unknown("transformer", t, (*_GMM_RENAMED, "num_heads", *_GMM_KEPT))
+    out = {flat: t[key] for key, flat in _GMM_RENAMED.items() if key in t}
+    out.update({key: t[key] for key in _GMM_KEPT if key in t})
+    heads, hidden = t.get("num_heads"), t.get("hidden_dim")
+    if heads is not None:
+        if hidden is None or not isinstance(heads, int) or heads < 1 or hidden % heads:
+            raise NestedConfigError(f"model.transformer.num_heads: expected a positive divisor of hidden_dim="
+                                    f"{hidden}, found {heads!r}")
+        out["head_dim"] = hidden // heads
+    return out
+
+
 def _transformer(arch: str, t: dict[str, Any]) -> dict[str, Any]:
+    if arch == "gmm":
+        return _gmm_transformer(t)
     _unknown("transformer", t, _TRANSFORMER_KEYS)
     out: dict[str, Any] = {}
     hidden = t.get("hidden_size")

@@ -385,6 +385,14 @@ def create_model(config: Any, device: str | torch.device | None = None) -> nn.Mo
     return model
 
 
+def create_model_from_config(config: Any, device: str | torch.device | None = None) -> nn.Module:
+    """The one factory of the Gaussian-mixture design: a model from a config (dict, YAML file, typed config,
+    flat or nested), or from a checkpoint directory written by :func:`save_model`."""
+    if isinstance(config, (str, os.PathLike)) and Path(config).is_dir():
+        return load_model(config, device=device)
+    return create_model(config, device=device)
+
+
 def model_objective(architecture: str, fields: Mapping[str, Any], size: int | None = None) -> str | None:
     """The training objective of a registered architecture with these config fields, decided in one place:
     by the model itself (its ``objective`` attribute: a bidirectional LSTM trains masked LM, a GMM with
