@@ -182,3 +182,48 @@ def test_run_fn_pickles_and_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match=r"dataset: expected more than 256 samples to hold out a validation split"):
         make_run_fn(model_factory=TinyLM, size_param="d_model", model_kwargs={}, dataset=TokenData(64),
                     loss_fn=lm_loss, train_config=TrainConfig(), output_dir=tmp_path, seed=0)
+
+
+def test_wsd_schedule_holds_the_peak_then_cools_down_to_the_minimum_at_the_last_step():
+    from flops_fit.training.trainer import cooldown_steps
+
+    kw = dict(schedule="wsd", cooldown_fraction=0.2)
+    assert cooldown_steps(100, 5, 0.2) == 20
+    assert [lr_factor(s, 5, 100, 0.1, **kw) for s in (0, 4, 5, 79)] == pytest.approx([0.2, 1.0, 1.0, 1.0])
+    assert lr_factor(80, 5, 100, 0.1, **kw) == pytest.approx(0.1 + 0.9 * (1 - (1 / 20) ** 0.5))  # 1-sqrt
+    assert lr_factor(89, 5, 100, 0.1, **kw, cooldown_shape="linear") == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(99, 5, 100, 0.1, **kw) == pytest.approx(0.1)
+    # the cooldown never eats the warmup; a fraction of 1 is a decay right after it
+    assert cooldown_steps(10, 8, 0.5) == 2 and cooldown_steps(10, 2, 1.0) == 8
+    assert lr_factor(2, 2, 10, 0.0, schedule="wsd", cooldown_fraction=1.0) < 1.0
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"schedule": "step"}, r"TrainConfig.schedule: expected 'cosine' or 'wsd', found 'step'"),
+    ({"cooldown_fraction": 0}, r"TrainConfig.cooldown_fraction: expected a fraction in \(0, 1\]"),
+    ({"cooldown_shape": "sqrt"}, r"TrainConfig.cooldown_shape: expected '1-sqrt' or 'linear', found 'sqrt'"),
+])
+def test_bad_schedule_settings_are_named(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**bad)
+
+
+def test_a_real_wsd_run_holds_its_peak_and_cools_down_in_its_last_fifth(tmp_path, monkeypatch):
+    import dataclasses
+
+    lrs = []
+    orig = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        lrs.append(self.param_groups[0]["lr"])
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    r = run(tmp_path, cfg=dataclasses.replace(CFG, schedule="wsd"), D=64 * 40)
+    tc = r.details["train_config"]
+    peak, warm = tc["lr_effective"], tc["warmup_steps"]
+    assert tc["schedule"].endswith("(WSD)") and "1-sqrt cooldown over the last 8 steps" in tc["schedule"]
+    assert lrs[warm - 1: 32] == pytest.approx([peak] * (32 - warm + 1))  # stable until the cooldown
+    assert all(a > b for a, b in zip(lrs[31:], lrs[32:]))
+    assert lrs[-1] == pytest.approx(0.1 * peak)
+    assert r.status == "completed" and r.final_loss < r.details["initial_loss"]

@@ -33,8 +33,12 @@ class TrainConfig:
         weight_decay: 0.1 on matrices only (decoupled, AdamW).
         grad_clip: 1.0 (global L2 norm; 0 or None disables).
     Schedule
-        Linear warmup, then cosine decay from the peak to ``min_lr_ratio`` (10%)
-        of it, reaching the minimum exactly at the run's last optimizer step.
+        Linear warmup, then (schedule="cosine") cosine decay from the peak to
+        ``min_lr_ratio`` (10%) of it, reaching the minimum exactly at the run's last
+        optimizer step; or (schedule="wsd", Hägele et al. 2024) the peak held
+        constant, then a cooldown over the last ``cooldown_fraction`` (20%) of the
+        steps, shaped ``cooldown_shape`` ("1-sqrt", their best, or "linear"), to the
+        same minimum at the same last step. Every record says which.
         warmup="N": about N units of warmup (DESIGN.md), i.e.
         ceil(N / units_per_step) steps, clipped to [1, warmup_max_fraction·steps];
         a float in (0, 1) is a fraction of the run's steps instead.
@@ -70,6 +74,9 @@ class TrainConfig:
     warmup: float | str = "N"
     warmup_max_fraction: float = 0.2
     min_lr_ratio: float = 0.1
+    schedule: str = "cosine"
+    cooldown_fraction: float = 0.2
+    cooldown_shape: str = "1-sqrt"
     device: str = "auto"
     dtype: str = "auto"
     compile: bool = False
@@ -98,6 +105,14 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr_scaling: expected 'params' or 'none', found {self.lr_scaling!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"TrainConfig.betas: expected two numbers in [0, 1), found {self.betas!r}")
+        if self.schedule not in ("cosine", "wsd"):
+            raise ValueError(f"TrainConfig.schedule: expected 'cosine' or 'wsd', found {self.schedule!r}")
+        if isinstance(self.cooldown_fraction, bool) or not isinstance(self.cooldown_fraction, (int, float)) \
+                or not 0 < self.cooldown_fraction <= 1:
+            raise ValueError(f"TrainConfig.cooldown_fraction: expected a fraction in (0, 1] of the run's steps, found "
+                             f"{self.cooldown_fraction!r}")
+        if self.cooldown_shape not in ("1-sqrt", "linear"):
+            raise ValueError(f"TrainConfig.cooldown_shape: expected '1-sqrt' or 'linear', found {self.cooldown_shape!r}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"TrainConfig.min_lr_ratio: expected a number in [0, 1], found {self.min_lr_ratio!r}")
         if not 0 < self.warmup_max_fraction <= 1:

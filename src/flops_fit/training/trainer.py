@@ -93,19 +93,46 @@ def warmup_steps(config: TrainConfig, total_steps: int, num_params: float, units
     return int(min(max(1, w), cap))
 
 
-def lr_factor(step: int, warmup: int, total_steps: int, min_ratio: float) -> float:
+def cooldown_steps(total_steps: int, warmup: int, fraction: float) -> int:
+    """Steps of a WSD run's cooldown: ceil(fraction · total), never into the warmup."""
+    return max(0, min(math.ceil(fraction * total_steps - 1e-9), total_steps - warmup))
+
+
+def lr_factor(step: int, warmup: int, total_steps: int, min_ratio: float, schedule: str = "cosine",
+              cooldown_fraction: float = 0.2, cooldown_shape: str = "1-sqrt") -> float:
     """Multiplier of the peak LR for optimizer step `step` (0-based).
 
-    Linear warmup over steps 0..warmup-1 (reaching 1 at step warmup-1), then
-    cosine from 1 down to min_ratio, exactly min_ratio at step total_steps-1.
+    Linear warmup over steps 0..warmup-1 (reaching 1 at step warmup-1), then, reaching
+    exactly min_ratio at step total_steps-1:
+
+    - ``"cosine"``: cosine from 1 down to min_ratio;
+    - ``"wsd"`` (warmup-stable-decay, Hägele et al. 2024): 1 until the last
+      ``cooldown_steps`` steps, then a cooldown to min_ratio shaped ``1 - sqrt(p)``
+      (their best) or ``1 - p`` (linear), p the fraction of the cooldown done.
     """
     if step < warmup:
         return (step + 1) / warmup
+    if schedule == "wsd":
+        n_cool = cooldown_steps(total_steps, warmup, cooldown_fraction)
+        start = total_steps - n_cool
+        if n_cool <= 0 or step < start:
+            return 1.0
+        p = min(1.0, (step - start + 1) / n_cool)
+        return min_ratio + (1.0 - min_ratio) * (1.0 - (math.sqrt(p) if cooldown_shape == "1-sqrt" else p))
     decay_steps = total_steps - warmup
     if decay_steps <= 0:
         return 1.0
     progress = min(1.0, (step - warmup + 1) / decay_steps)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def describe_schedule(cfg: TrainConfig, warm: int, total_steps: int) -> str:
+    """The schedule of one run in words, for its record."""
+    if cfg.schedule == "wsd":
+        n = cooldown_steps(total_steps, warm, cfg.cooldown_fraction)
+        return (f"linear warmup {warm} steps, constant, then {cfg.cooldown_shape} cooldown over the last {n} steps "
+                f"to {cfg.min_lr_ratio:g}x at step {total_steps - 1} (WSD)")
+    return f"linear warmup {warm} steps, cosine to {cfg.min_lr_ratio:g}x at step {total_steps - 1}"
 
 
 def param_groups(model: torch.nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -246,15 +273,15 @@ def run_fingerprint(exp: Any, inp: RunInputs, precision: str) -> str:
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, lr: float, warm: int,
                    total_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over :func:`param_groups`, with the warmup + cosine schedule ending at step total_steps - 1."""
+    """AdamW over :func:`param_groups`, with the config's schedule (:func:`lr_factor`) ending at step
+    total_steps - 1."""
     optimizer = torch.optim.AdamW(
         param_groups(model, lr, cfg.weight_decay), lr=lr, betas=cfg.betas, eps=cfg.eps,
         weight_decay=cfg.weight_decay, foreach=True,
     )
-    min_ratio = cfg.min_lr_ratio
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, warm, total_steps, min_ratio)
-    )
+    shape = dict(min_ratio=cfg.min_lr_ratio, schedule=cfg.schedule, cooldown_fraction=cfg.cooldown_fraction,
+                 cooldown_shape=cfg.cooldown_shape)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warm, total_steps, **shape))
     return optimizer, scheduler
 
 
@@ -533,8 +560,7 @@ class _Run:
             "train_config": {
                 **cfg.to_dict(), "lr_effective": self.lr, "warmup_steps": self.warm, "total_steps": self.total_steps,
                 "units_per_step": self.units_per_step,
-                "schedule": f"linear warmup {self.warm} steps, cosine to {cfg.min_lr_ratio:g}x at step "
-                            f"{self.total_steps - 1}",
+                "schedule": describe_schedule(cfg, self.warm, self.total_steps),
             },
             "units_per_s": units_per_s, "wall_time_train_s": train_time,
             "peak_memory_bytes": peak_memory_bytes(self.device), "epochs": self._epochs(),
