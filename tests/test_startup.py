@@ -28,7 +28,7 @@ def test_import_flops_fit_imports_no_heavy_library():
     assert _heavy_after("import flops_fit") == []
 
 
-@pytest.mark.parametrize("stage", ["plan", "train", "analyze", "visualize", "run"])
+@pytest.mark.parametrize("stage", ["plan", "train", "analyze", "visualize", "run", "train_model"])
 def test_cli_help_imports_no_heavy_library(stage):
     code = (f"from flops_fit.cli.main import {stage}_main\n"
             "try:\n"

@@ -227,34 +227,75 @@ _STAGES: dict[str, Callable[[Any], None]] = {
 def main(stage: str, argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     args = _parser(stage).parse_args(list(sys.argv[1:] if argv is None else argv))
-    verbose = any(o.strip().lower() in ("verbose=true", "verbose=1", "verbose=yes") for o in args.overrides)
+    verbose = [any(o.strip().lower() in ("verbose=true", "verbose=1", "verbose=yes") for o in args.overrides)]
+
+    def run() -> None:
+        config = compose_config(args)
+        if args.cfg:
+            return
+        verbose[0] = bool(config.get("verbose")) or verbose[0]  # a study file may ask for tracebacks too
+        from flops_fit.cli.study import Study
+
+        _STAGES[stage](Study(config))
+
+    return _guarded(f"ff-{stage}", run, verbose)
+
+
+def _guarded(command: str, run: Callable[[], None], verbose: list[bool]) -> int:
+    """Run a command's work: exit 0, 2 for a bad command line or configuration, 1 for any other error (one line
+    on stderr; the traceback too with verbose), 130 on Ctrl-C."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # plots are files; never open a window
     old_showwarning = warnings.showwarning
     warnings.showwarning = _print_warning
     try:
-        config = compose_config(args)
-        if args.cfg:
-            return EXIT_OK
-        verbose = bool(config.get("verbose")) or verbose
-        from flops_fit.cli.study import Study
-
-        study = Study(config)
-        _STAGES[stage](study)
+        run()
         return EXIT_OK
     except KeyboardInterrupt:
-        print(f"ff-{stage}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - every error becomes one line (and a status)
-        if verbose:
+        if verbose[0]:
             traceback.print_exc()
         code = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ERROR
         msg = _one_line(str(exc)) or type(exc).__name__
         if not isinstance(exc, (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError)):
             msg = f"{type(exc).__name__}: {msg}"
-        print(f"ff-{stage}: error: {msg}", file=sys.stderr)
+        print(f"{command}: error: {msg}", file=sys.stderr)
         return code
     finally:
         warnings.showwarning = old_showwarning
+
+
+def train_model_main(argv: Sequence[str] | None = None) -> int:
+    """ff-train-model: train one model from an experiment config (see flops_fit.experiment)."""
+    p = argparse.ArgumentParser(
+        prog="ff-train-model",
+        description="Train one model from an experiment config (experiment_name, data, tokenizer, model, training, "
+                    "logging, random_seed): checkpoints, resumes after a kill, evaluates, writes output_dir/run.json "
+                    "and output_dir/model/.",
+        epilog="Overrides: dotted keys, e.g. training.tokens=50000 logging.output_dir=runs/x. Shipped examples: "
+               "tiny_bert, tiny_lstm, tiny_lstm_bidirectional, tiny_gru, tiny_rnn, tiny_gpt2, tiny_gpt, tiny_vit, "
+               "tiny_gmm_centers, tiny_gmm_assignments.",
+    )
+    p.add_argument("-c", "--config", required=True, metavar="FILE", help="experiment YAML, or a shipped example's name")
+    p.add_argument("overrides", nargs="*", help="key=value (values parsed as YAML)")
+    p.add_argument("--verbose", action="store_true", help="show the full traceback of an error")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+
+    def run() -> None:
+        import yaml
+
+        overrides = {}
+        for item in args.overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"overrides: expected key=value, found {item!r}")
+            overrides[key] = yaml.safe_load(value)
+        from flops_fit.experiment import train_model
+
+        print(train_model(args.config, overrides=overrides).summary())
+
+    return _guarded("ff-train-model", run, [args.verbose])
 
 
 def plan_main(argv: Sequence[str] | None = None) -> int:

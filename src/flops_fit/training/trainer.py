@@ -245,6 +245,9 @@ class RunInputs:
     seed: int
     flops_accounting: str = flops_mod.FLOPS_6ND
     allow_repeat: bool = True
+    #: called on rank 0 with the trained model of a completed run, before its record is written (e.g. to save
+    #: the weights of a single model run); a sweep needs none
+    on_finish: Callable[[torch.nn.Module], None] | None = None
 
 
 def _build_model(inp: RunInputs, size_value: int) -> torch.nn.Module:
@@ -533,6 +536,8 @@ class _Run:
         if self.rank != 0:
             dist.barrier()  # wait for rank 0's record
             return None
+        if self.inp.on_finish is not None and self.status == STATUS_COMPLETED:
+            self.inp.on_finish(self.model)
         record = self._record(final_loss, train_time, units_per_s)
         ckpt.save_record(self.ckpt_dir, record.to_dict(), self.fp)
         ckpt.remove_state(self.ckpt_dir)
