@@ -54,7 +54,40 @@ def main() -> None:
               "machine": {"platform": platform.platform(), "cores": os.cpu_count(), "python": platform.python_version()}}
     (out / "architectures.json").write_text(json.dumps(result, indent=1) + "\n")
     _plot(curves, out / "architectures.png")
-    print(f"wrote {out / 'architectures.json'} and {out / 'architectures.png'}")
+    doc = Path(__file__).resolve().parents[1] / "docs" / "models.md"
+    doc.write_text(_page(result))
+    print(f"wrote {out / 'architectures.json'}, {out / 'architectures.png'} and {doc}")
+
+
+def _page(d: dict) -> str:
+    """docs/models.md: the recorded figures, side by side."""
+    m = d["machine"]
+    lines = [
+        "# Built-in architectures side by side", "",
+        "`python benchmarks/bench_architectures.py` trains every shipped example config",
+        "(`src/flops_fit/conf/experiments/`) — the text models on the same 1 MB of the standard library's",
+        f"source for the same {d['tokens_per_text_model']:,} tokens, ViT on digits and the Gaussian-mixture models on",
+        f"their synthetic sets — each in a fresh process, and writes this page. Recorded on {m['platform']},",
+        f"{m['cores']} cores, Python {m['python']} ([JSON](../benchmarks/results/architectures.json)). Losses",
+        "compare only where tokenizer and objective are the same (byte-level causal: GPT, GRU); a per-token loss",
+        "over BPE, sentencepiece or character tokens, or over masked tokens, measures something else.", "",
+        "| example | arch | tokenizer | objective | N | loss: first step → validation | evaluation | units/s |"
+        " peak RSS (state) |",
+        "|---|---|---|---|---:|---|---|---:|---:|",
+    ]
+    for r in d["rows"]:
+        ev = ", ".join(f"{k.replace('_', ' ')} {r[k]:.3g}" for k in ("perplexity", "masked_accuracy",
+                                                                    "pseudo_perplexity") if k in r) or "—"
+        lines.append(f"| `{r['example']}` | {r['architecture']} | {r['tokenizer'] or '—'} | "
+                     f"{r['objective'] or 'the model’s'} | {r['N']:,} | {r['initial_loss']:.3f} → "
+                     f"{r['final_val_loss']:.3f} | {ev} | {r['units_per_s']:,.0f} {r['units']}/s | "
+                     f"{r['peak_memory_MiB']:.0f} MiB ({r['state_MiB']:.1f}) |")
+    lines += ["", "![loss curves](../benchmarks/results/architectures.png)", "",
+              "Peak RSS is the training process's high-water mark, torch's own footprint included; the state",
+              "column is what the model adds (fp32 parameters, gradients and AdamW's two moments). The default",
+              "test run trains each example for a few thousand tokens and checks that every loss falls and that",
+              "the bidirectional models are evaluated on masked tokens (`tests/test_experiment.py`).", ""]
+    return "\n".join(lines)
 
 
 def _one(name: str, tokens: int) -> tuple[dict, list]:

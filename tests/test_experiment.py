@@ -109,3 +109,17 @@ def test_the_same_config_is_the_fixed_part_of_a_sweep(tmp_path):
     assert plan.model_kwargs["head_dim"] == 16 and plan.model_kwargs["mlp_ratio"] == 2
     assert plan.run_settings["data"]["tokenizer"] == "wordpiece" and plan.run_settings["data"]["vocab_size"] == 1024
     assert plan.run_settings["loss"] == "flops_fit.models.losses.masked_lm_loss"
+
+
+def test_ff_plan_sweeps_an_experiment_config_as_the_library_does(tmp_path, monkeypatch):
+    from flops_fit.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    lib = ff.find_optimal(**experiment_study("tiny_lstm"), model_size_param="rnn.hidden_size",
+                          compute_budgets=[3e11, 1e12], train=False, output_dir="lib")
+    assert cli_main.main("plan", ["experiment=tiny_lstm", "size_param=rnn.hidden_size", "compute.budgets=[3e11,1e12]",
+                                  "output_dir=cli"]) == 0
+    cli = ff.SweepPlan.load(str(tmp_path / "cli" / "sweep.json"))
+    assert cli.fingerprint() == lib.fingerprint() and cli.size_param == "hidden_size"
+    assert cli.run_settings["data"]["tokenizer"] == "bpe" and cli.model_kwargs["embed_dim"] == 64
+    assert cli_main.main("plan", ["size_param=rnn.hidden_size", "output_dir=x"]) == 2  # needs experiment=

@@ -27,7 +27,7 @@ MISSING = "???"
 TOP_KEYS = {
     "model", "data", "loss", "output_dir", "mode", "seed", "flops_accounting", "verbose", "progress",
     "experiment_id", "resume", "retry_failed", "confirm", "confirm_above_s", "compute", "planning", "executor",
-    "mock_law", "analysis", "training", "preset", "table", "allow_repeat",
+    "mock_law", "analysis", "training", "preset", "table", "allow_repeat", "experiment", "size_param",
 }
 COMPUTE_KEYS = {"budgets", "min_flops", "max_flops", "num_budgets"}
 #: PlanSettings' fields (units_per_step is measured from the data, not set) and the probe size
@@ -114,7 +114,7 @@ class Study:
     def spec(self) -> StudySpec:
         """The study, resolved once by the library's own resolution (same arguments, same identity)."""
         if self._spec is None:
-            c = self.config
+            c = self._with_experiment(self.config)
             training = dict(c["training"])
             if training.get("progress") is None and c.get("progress") is not None:
                 training["progress"] = c["progress"]
@@ -132,6 +132,25 @@ class Study:
                 flops_accounting=c["flops_accounting"], allow_repeat=bool(c.get("allow_repeat", True)),
             )
         return self._spec
+
+    @staticmethod
+    def _with_experiment(c: dict[str, Any]) -> dict[str, Any]:
+        """experiment=FILE|name: that experiment config's model, data, tokenizer, objective and seed replace the
+        model, data and loss sections, its training fields override training.*; size_param names what is swept
+        (nested names work: transformer.hidden_size). Without it, the configuration as composed."""
+        if not c.get("experiment"):
+            if c.get("size_param") is not None:
+                raise ConfigError("size_param: only used with experiment=... (a model section names its own)")
+            return c
+        from flops_fit.experiment import experiment_study
+
+        exp = experiment_study(c["experiment"])
+        model = {**exp["model_cls"], **({"size_param": c["size_param"]} if c.get("size_param") else {})}
+        data = {"name": exp["dataset"], **exp["data_options"]}
+        if data["name"] not in ("stdlib", "gmm", "digits"):
+            data = {**data, "name": "text", "paths": data["name"]}
+        return {**c, "model": model, "data": data, "loss": {"_target_": None}, "seed": exp["seed"],
+                "training": {**c["training"], **exp["train_config"]}}
 
     # ---- stages --------------------------------------------------------------
     def plan(self, *, save: bool = True) -> SweepPlan:
