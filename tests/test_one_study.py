@@ -74,12 +74,17 @@ def test_a_target_model_plans_the_same_study_as_its_class(tmp_path, monkeypatch)
     cli = _plan(tmp_path / "cli")
     assert cli.model_name == "plugin_models.TinyLM" and cli.run_settings["loss"] == "plugin_models.lm_loss"
     assert cli.run_settings["data"] == {"_target_": "plugin_models.SequenceData"}
-    # the library was given an object: it cannot name the data, so the identities differ only there
+    # given a data object, the library cannot name the data, so the identities differ only there ...
     assert lib.run_settings["data"] is None
     assert {k: v for k, v in lib.run_settings.items() if k != "data"} == \
         {k: v for k, v in cli.run_settings.items() if k != "data"}
     assert [e.experiment_id for e in lib.runnable] == [e.experiment_id for e in cli.runnable]
     assert lib.model_name == cli.model_name and lib.model_kwargs == cli.model_kwargs
+    # ... and given the data and loss as the CLI gives them, it plans the very same sweep
+    named = ff.find_optimal(plugin_models.TinyLM, "width", dataset={"_target_": "plugin_models.SequenceData"},
+                            loss_fn="plugin_models.lm_loss", compute_budgets=[3e6, 1e7], size_min=4, size_max=128,
+                            train_config={"batch_size": 8}, num_model_sizes=5, train=False, output_dir="named")
+    _same_plan(named, cli)
 
 
 MOCK = dict(compute_budgets=[1e16, 1e17, 1e18], mode="mock", num_model_sizes=5, n_bootstrap=20, progress=False)

@@ -206,6 +206,9 @@ def test_load_rejects_missing_and_malformed(tmp_path):
     (tmp_path / "flops_fit_tokenizer.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"field 'schema': expected 1, found 99"):
         load_tokenizer(tmp_path)
+    (tmp_path / "flops_fit_tokenizer.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"flops_fit_tokenizer.json: not valid JSON .* the file is corrupt"):
+        load_tokenizer(tmp_path)
 
 
 def test_styles_are_documented_tokens():

@@ -569,10 +569,9 @@ def load_tokenizer(directory: str | os.PathLike[str]) -> Tokenizer:
     meta_path = d / _META_FILE
     if not meta_path.is_file():
         raise ValueError(f"directory: expected a saved tokenizer with {_META_FILE}, found none in {d}")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_path}: expected JSON, found malformed text ({exc})") from None
+    from flops_fit.io import read_json
+
+    meta = read_json(meta_path)  # a corrupt file is an error naming it
     if not isinstance(meta, dict) or meta.get("schema") != _SCHEMA:
         found = meta.get("schema") if isinstance(meta, dict) else type(meta).__name__
         raise ValueError(f"{meta_path}: field 'schema': expected {_SCHEMA}, found {found!r}")

@@ -498,10 +498,9 @@ def load_model(checkpoint_dir: str | os.PathLike, device: str | torch.device | N
     cfg_path = directory / _CONFIG_FILE
     if not cfg_path.is_file():
         raise FileNotFoundError(f"load_model: {str(cfg_path)!r} does not exist")
-    try:
-        payload = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"load_model: {str(cfg_path)!r} is not valid JSON: {err}") from None
+    from flops_fit.io import read_json
+
+    payload = read_json(cfg_path)  # a corrupt file is an error naming it
     if not isinstance(payload, dict) or payload.get("schema") != CHECKPOINT_SCHEMA:
         raise ValueError(
             f"load_model: {str(cfg_path)!r} field 'schema' must be {CHECKPOINT_SCHEMA}, "
