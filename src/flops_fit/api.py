@@ -12,6 +12,7 @@ from flops_fit.layout import RunDir
 from flops_fit.planning import SweepPlan
 from flops_fit.result import Result
 from flops_fit.study import CONFIDENCE, MODES, N_BOOTSTRAP, check_analysis_options, resolve_study
+from flops_fit.tracking import make_trackers, notify
 from flops_fit.training.mock import MockLaw
 from flops_fit.training.store import ResultsStore
 from flops_fit.validation import check_int
@@ -42,7 +43,7 @@ def find_optimal(
     data_options: dict[str, Any] | None = None, units_per_sample: int | None = None, allow_repeat: bool = True,
     flops_accounting: str = FLOPS_6ND, estimate_cost: bool = True, executor: Any = None,
     workers: int | str = "auto", progress: bool | None = None, retry_failed: bool = False, max_retries: int = 2,
-    train_fn: Callable[..., Any] | None = None,
+    train_fn: Callable[..., Any] | None = None, trackers: Any = None,
     # analysis
     exclude_outliers: bool = True, n_bootstrap: int = N_BOOTSTRAP, confidence: float = CONFIDENCE,
 ) -> Result | SweepPlan:
@@ -57,18 +58,13 @@ def find_optimal(
     `confidence` intervals. Transient failures are retried up to `max_retries` times (and on the next
     call); others with `retry_failed=True`. `workers`: runs at once on this machine ("auto": see
     ``training.executors.choose_execution``). `train_fn(model, experiment, context)` replaces the
-    built-in trainer with your own loop (``flops_fit.training.user``).
+    built-in trainer with your own loop (``flops_fit.training.user``); `trackers` ("tensorboard" or
+    ``tracking.Callback`` objects) hear of every run and of the fitted sweep.
     """
-    check_analysis_options(n_bootstrap, confidence)
-    check_int(max_retries, "max_retries", min=0, what="retries of a transient failure")
-    if mock_law is not None and mode != "mock":
-        raise ValueError(f"mock_law: only used with mode='mock', found mode={mode!r}")
-    if executor is not None and workers != "auto":
-        raise ValueError(f"workers: give workers or executor, not both (found workers={workers!r} and an executor)")
-    if workers != "auto":
-        check_int(workers, "workers", min=1, expected="'auto' or a positive integer (runs at once)")
+    _check_options(n_bootstrap, confidence, max_retries, mock_law, mode, executor, workers)
     run = RunDir(output_dir)
     run.check_usable()
+    callbacks = make_trackers(trackers, run.root)  # a bad tracker is refused before anything runs
     planning = dict(num_model_sizes=num_model_sizes, span_decades=span_decades,
                     center_tokens_per_param=center_tokens_per_param, size_multiple=size_multiple,
                     size_values=size_values, size_min=size_min, size_max=size_max, probe_size=probe_size)
@@ -98,9 +94,24 @@ def find_optimal(
     if progress is not False:
         print(plan.summary())
     pipeline.train(spec, plan, run.root, executor=executor, resume=resume, progress=progress, save_plan=True,
-                   retry_failed=retry_failed, max_retries=max_retries)
-    return pipeline.analyze_stage(run.root, exclude_outliers=exclude_outliers, n_bootstrap=n_bootstrap, seed=seed,
-                                  confidence=confidence)
+                   retry_failed=retry_failed, max_retries=max_retries, trackers=callbacks)
+    result = pipeline.analyze_stage(run.root, exclude_outliers=exclude_outliers, n_bootstrap=n_bootstrap,
+                                    seed=seed, confidence=confidence)
+    notify(callbacks, "on_sweep_end", result)
+    return result
+
+
+def _check_options(n_bootstrap: Any, confidence: Any, max_retries: Any, mock_law: Any, mode: str, executor: Any,
+                   workers: Any) -> None:
+    """find_optimal's own arguments (the study's are checked by resolve_study)."""
+    check_analysis_options(n_bootstrap, confidence)
+    check_int(max_retries, "max_retries", min=0, what="retries of a transient failure")
+    if mock_law is not None and mode != "mock":
+        raise ValueError(f"mock_law: only used with mode='mock', found mode={mode!r}")
+    if executor is not None and workers != "auto":
+        raise ValueError(f"workers: give workers or executor, not both (found workers={workers!r} and an executor)")
+    if workers != "auto":
+        check_int(workers, "workers", min=1, expected="'auto' or a positive integer (runs at once)")
 
 
 def analyze(

@@ -210,9 +210,21 @@ def make_mock_run_fn(plan: SweepPlan) -> RunFn:
     return functools.partial(mock_run, law=MockLaw(**rs.get("mock_law", {})), seed=int(rs.get("seed", 0)))
 
 
-def make_run_fn(spec: StudySpec, plan: SweepPlan, output_dir: str | Path) -> RunFn:
-    """What trains one experiment of `plan`: the mock law, the user's train_fn, or the built-in trainer
-    (at the threads per run the plan's execution chose)."""
+def make_run_fn(spec: StudySpec, plan: SweepPlan, output_dir: str | Path, trackers: Any = None) -> RunFn:
+    """What trains one experiment of `plan`, announced to the `trackers` (names or callbacks; see
+    :mod:`flops_fit.tracking`): the mock law, the user's train_fn, or the built-in trainer."""
+    from flops_fit.tracking import TrackedRun, make_trackers
+
+    callbacks = make_trackers(trackers, output_dir)
+    run_fn = _engine(spec, plan, output_dir, callbacks)
+    settings = {"mode": spec.mode, "seed": spec.seed, "flops_accounting": spec.flops_accounting}
+    if spec.mode == "local" and spec.train_fn is None:
+        settings["train_config"] = spec.train_config.identity()
+    return TrackedRun(run_fn, callbacks, settings) if callbacks else run_fn
+
+
+def _engine(spec: StudySpec, plan: SweepPlan, output_dir: str | Path, callbacks: list) -> RunFn:
+    """The mock law, the user's train_fn, or the built-in trainer (at the threads per run the plan chose)."""
     out = Path(output_dir)
     if spec.mode == "mock":
         return functools.partial(mock_run, law=spec.mock_law or MockLaw(), seed=spec.seed)
@@ -239,17 +251,18 @@ def make_run_fn(spec: StudySpec, plan: SweepPlan, output_dir: str | Path) -> Run
         model_factory=c.factory, size_param=c.size_param, model_kwargs=c.model_kwargs, dataset=data.train,
         loss_fn=spec.loss_fn, train_config=tc, output_dir=out, seed=spec.seed, val_dataset=data.val,
         flops_accounting=spec.flops_accounting, units_per_sample=data.units_per_sample,
-        allow_repeat=spec.allow_repeat, data_info=spec.data_info, experiments=plan.runnable,
+        allow_repeat=spec.allow_repeat, data_info=spec.data_info, experiments=plan.runnable, callbacks=callbacks,
     )
 
 
 def train(spec: StudySpec, plan: SweepPlan, output_dir: str | Path, *, experiment_id: str | int | None = None,
-          executor: Any = None, executor_options: Mapping[str, Any] | None = None, **options: Any) -> "TrainReport":
+          executor: Any = None, executor_options: Mapping[str, Any] | None = None, trackers: Any = None,
+          **options: Any) -> "TrainReport":
     """Train `plan` with `spec`'s engine: the driver (every runnable experiment not yet done, on the executor
     the plan's execution chose unless one is given) or one experiment. `options` go to :func:`train_stage`."""
     if experiment_id is None:
         check_trainable(plan)  # before building anything: no runnable run, or one budget, pins down no law
-    run_fn = make_run_fn(spec, plan, output_dir)
+    run_fn = make_run_fn(spec, plan, output_dir, trackers)
     k = (plan.execution or {}).get("workers", 1)
     if executor is None and k > 1 and experiment_id is None:
         executor, executor_options = "pool", {"workers": k, "threads_per_run": plan.execution.get("threads_per_run")}

@@ -28,6 +28,7 @@ TOP_KEYS = {
     "model", "data", "loss", "output_dir", "mode", "seed", "flops_accounting", "verbose", "progress",
     "experiment_id", "resume", "retry_failed", "confirm", "confirm_above_s", "compute", "planning", "executor",
     "mock_law", "analysis", "training", "preset", "table", "allow_repeat", "experiment", "size_param",
+    "tracking",
 }
 COMPUTE_KEYS = {"budgets", "min_flops", "max_flops", "num_budgets"}
 #: PlanSettings' fields (units_per_step is measured from the data, not set) and the probe size
@@ -79,6 +80,12 @@ class Study:
         _unknown(c["mock_law"], MOCK_LAW_KEYS, "mock_law")
         _unknown(c["analysis"], ANALYSIS_KEYS | TABLE_KEYS, "analysis")
         _unknown(c["loss"], {"_target_"}, "loss")
+        _unknown(c["tracking"], {"trackers"}, "tracking")
+        from flops_fit.tracking import TRACKERS
+
+        bad = [t for t in c["tracking"]["trackers"] or [] if t not in TRACKERS]
+        if bad:
+            raise ConfigError(f"tracking.trackers: expected names from {', '.join(TRACKERS)}, found {bad[0]!r}")
         for section in ("output_dir", "mode", "seed", "compute", "planning", "executor", "mock_law", "model"):
             _missing(c[section], section)
         if self.mode not in MODES:
@@ -180,6 +187,7 @@ class Study:
             spec, plan, run.root, experiment_id=self.config.get("experiment_id"), executor=self._executor(),
             executor_options=dict(ex.get("options") or {}) or None, resume=bool(self.config["resume"]),
             retry_failed=bool(self.config["retry_failed"]), progress=self.config.get("progress"),
+            trackers=self.config["tracking"]["trackers"] or None,
         )
 
     def _confirm_cost(self, estimate: dict) -> None:
@@ -217,7 +225,12 @@ class Study:
             result = analyze(str(table), **reading, **opts, output_dir=self.output_dir)
             result.save()
             return result
-        return pipeline.analyze_stage(self.output_dir, **opts)
+        result = pipeline.analyze_stage(self.output_dir, **opts)
+        if self.config["tracking"]["trackers"]:  # the sweep's summary run
+            from flops_fit.tracking import make_trackers, notify
+
+            notify(make_trackers(self.config["tracking"]["trackers"], self.output_dir), "on_sweep_end", result)
+        return result
 
     def visualize(self, result: Result | None = None) -> list[Path]:
         """Draw from the analysis on disk, or from `result` just fitted (ff-run fits once)."""

@@ -235,6 +235,7 @@ def make_run_fn(
     allow_repeat: bool = True,
     data_info: DataInfo | None = None,
     experiments: Sequence[Any] = (),
+    callbacks: Sequence[Any] = (),
 ) -> Callable[[Any], Any]:
     """A picklable ``run(experiment) -> RunRecord`` training real models (see module doc).
 
@@ -285,7 +286,7 @@ def make_run_fn(
         model_factory=model_factory, size_param=size_param, model_kwargs=dict(model_kwargs), source=source,
         train_indices=train_idx, skip=skip, train_units=train_units, val_batches=val_batches, val_units=val_units,
         info=info, loss_fn=loss_fn, config=cfg, output_dir=Path(output_dir), seed=int(seed),
-        flops_accounting=flops_accounting, allow_repeat=allow_repeat,
+        flops_accounting=flops_accounting, allow_repeat=allow_repeat, callbacks=tuple(callbacks),
     )
     return functools.partial(train_run, inp=inputs)
 

@@ -248,6 +248,8 @@ class RunInputs:
     #: called on rank 0 with the trained model of a completed run, before its record is written (e.g. to save
     #: the weights of a single model run); a sweep needs none
     on_finish: Callable[[torch.nn.Module], None] | None = None
+    #: trackers (flops_fit.tracking.Callback) told the training metrics at each read-back
+    callbacks: tuple = ()
 
 
 def _build_model(inp: RunInputs, size_value: int) -> torch.nn.Module:
@@ -468,6 +470,11 @@ class _Run:
             if math.isfinite(self.initial_loss) and self.ema > cfg.divergence_factor * self.initial_loss:
                 return (f"smoothed training loss {self.ema:.4g} exceeded {cfg.divergence_factor:g} x initial loss "
                         f"{self.initial_loss:.4g} at step {s}")
+        if self.inp.callbacks and self.rank == 0:
+            from flops_fit.tracking import notify
+
+            notify(self.inp.callbacks, "on_step", self.exp, self.step,
+                   {"loss": values[-1], "smoothed_loss": self.ema, "lr": self.optimizer.param_groups[0]["lr"]})
         return ""
 
     def _checkpoint_due(self, last: float) -> bool:
