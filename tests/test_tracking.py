@@ -29,11 +29,13 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def test_a_real_sweep_writes_one_tensorboard_run_per_experiment_and_a_summary(tmp_path):
+def test_a_real_sweep_writes_one_tracked_run_per_experiment_and_a_summary(tmp_path):
+    """TensorBoard event files and MLflow's sqlite store, read back with their own readers: one run per
+    experiment whose final loss is results.json's, and a summary run holding the fitted exponent."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = ff.find_optimal(plugin_models.TinyLM, "width", **REAL, workers=2, trackers=["tensorboard"],
-                                 output_dir=tmp_path)
+        result = ff.find_optimal(plugin_models.TinyLM, "width", **REAL, workers=2,
+                                 trackers=["tensorboard", "mlflow"], output_dir=tmp_path)
     records = json.loads((tmp_path / "results.json").read_text())["records"]
     board = tmp_path / "tracking" / "tensorboard"
     assert sorted(p.name for p in board.iterdir()) == sorted([r["experiment_id"] for r in records] + ["summary"])
@@ -45,6 +47,18 @@ def test_a_real_sweep_writes_one_tensorboard_run_per_experiment_and_a_summary(tm
         assert all(v > 0 for _, v in s["train/lr"])
     a = result.predict(max(r["compute_budget"] for r in records))["exponent_a"]
     assert _scalars(board / "summary")["fit/exponent_a"] == [(0, pytest.approx(a, rel=1e-6))]
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'tracking' / 'mlflow' / 'mlflow.db'}")
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("flops-fit").experiment_id])}
+    assert sorted(runs) == sorted([r["experiment_id"] for r in records] + ["summary"])
+    for r in records:
+        run = runs[r["experiment_id"]]
+        assert run.data.metrics["val_loss"] == pytest.approx(r["final_loss"], rel=1e-9)
+        assert run.data.params["N"] == str(r["num_params"]) and run.info.status == "FINISHED"
+        assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2
+    assert runs["summary"].data.metrics["exponent_a"] == pytest.approx(a, rel=1e-9)
 
 
 class _Events(Callback):
@@ -78,7 +92,7 @@ def test_callbacks_hear_every_run_and_a_broken_one_never_fails_the_sweep(tmp_pat
 
 
 def test_bad_trackers_are_refused_before_anything_runs(tmp_path):
-    with pytest.raises(ValueError, match=r"trackers\[0\]: expected one of tensorboard or a Callback, found 'tb'"):
+    with pytest.raises(ValueError, match=r"trackers\[0\]: expected one of tensorboard, mlflow or a Callback, found 'tb'"):
         ff.find_optimal("gpt", compute_budgets=[1e16, 1e17], mode="mock", output_dir=tmp_path / "a", trackers=["tb"])
     with pytest.raises(TypeError, match=r"trackers\[0\]: expected a tracker name or an object with on_run_start"):
         ff.find_optimal("gpt", compute_budgets=[1e16, 1e17], mode="mock", output_dir=tmp_path / "b", trackers=[1])
@@ -95,3 +109,16 @@ def test_the_cli_tracks_with_tensorboard(tmp_path, monkeypatch):
     names = {p.name for p in (tmp_path / "o" / "tracking" / "tensorboard").iterdir()}
     assert "summary" in names and len(names) == len(json.loads((tmp_path / "o" / "results.json").read_text())["records"]) + 1
     assert cli_main.main("plan", ["preset=mock_demo", "tracking.trackers=[tb]", "output_dir=p"]) == 2
+
+
+def test_mlflow_tracking_makes_no_network_call_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    from flops_fit.tracking.mlflow import MlflowTracker
+
+    MlflowTracker(tmp_path / "m")
+    import os
+
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    from mlflow.telemetry.utils import is_telemetry_disabled
+
+    assert is_telemetry_disabled()

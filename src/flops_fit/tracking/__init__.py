@@ -9,9 +9,9 @@ processes, so a callback is pickled to them: keep its constructor light and open
 or clients on first use. A callback that raises is reported once and then left out;
 it never fails a run.
 
-``find_optimal(..., trackers=["tensorboard"])`` (or callback objects); the CLI's
-``tracking.trackers=[tensorboard]``. Trackers write under ``<output_dir>/tracking/``
-unless given a directory.
+``find_optimal(..., trackers=["tensorboard", "mlflow"])`` (or callback objects); the CLI's
+``tracking.trackers=[tensorboard,mlflow]``. Trackers write under ``<output_dir>/tracking/``:
+TensorBoard event files, and MLflow's local sqlite store (no server, no network).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class TrackedRun:
         return getattr(self.run_fn, name)
 
 
-TRACKERS = ("tensorboard",)
+TRACKERS = ("tensorboard", "mlflow")
 
 
 def make_trackers(trackers: Sequence[Any] | None, output_dir: str | Path) -> list[Callback]:
@@ -96,9 +96,14 @@ def make_trackers(trackers: Sequence[Any] | None, output_dir: str | Path) -> lis
         if isinstance(t, str):
             if t not in TRACKERS:
                 raise ValueError(f"trackers[{i}]: expected one of {', '.join(TRACKERS)} or a Callback, found {t!r}")
-            from flops_fit.tracking.tensorboard import TensorBoardTracker
+            if t == "tensorboard":
+                from flops_fit.tracking.tensorboard import TensorBoardTracker
 
-            out.append(TensorBoardTracker(Path(output_dir) / "tracking" / "tensorboard"))
+                out.append(TensorBoardTracker(Path(output_dir) / "tracking" / "tensorboard"))
+            else:
+                from flops_fit.tracking.mlflow import MlflowTracker
+
+                out.append(MlflowTracker(Path(output_dir) / "tracking" / "mlflow"))
         elif all(callable(getattr(t, h, None)) for h in ("on_run_start", "on_step", "on_run_end", "on_sweep_end")):
             out.append(t)
         else:
