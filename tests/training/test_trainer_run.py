@@ -44,8 +44,10 @@ def test_token_budget_exact(tmp_path):
     assert r.details["train_config"]["total_steps"] == 16
 
 
-def test_lr_schedule_ends_at_last_step(tmp_path, monkeypatch):
-    lrs = []
+@pytest.fixture
+def lr_trace(monkeypatch) -> list[float]:
+    """The learning rate of every AdamW step taken while the test runs."""
+    lrs: list[float] = []
     orig = torch.optim.AdamW.step
 
     def spy(self, *a, **k):
@@ -53,6 +55,11 @@ def test_lr_schedule_ends_at_last_step(tmp_path, monkeypatch):
         return orig(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    return lrs
+
+
+def test_lr_schedule_ends_at_last_step(tmp_path, lr_trace):
+    lrs = lr_trace
     r = run(tmp_path, D=64 * 40)
     tc = r.details["train_config"]
     peak, warm = tc["lr_effective"], tc["warmup_steps"]
@@ -208,17 +215,10 @@ def test_bad_schedule_settings_are_named(bad, message):
         TrainConfig(**bad)
 
 
-def test_a_real_wsd_run_holds_its_peak_and_cools_down_in_its_last_fifth(tmp_path, monkeypatch):
+def test_a_real_wsd_run_holds_its_peak_and_cools_down_in_its_last_fifth(tmp_path, lr_trace):
     import dataclasses
 
-    lrs = []
-    orig = torch.optim.AdamW.step
-
-    def spy(self, *a, **k):
-        lrs.append(self.param_groups[0]["lr"])
-        return orig(self, *a, **k)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    lrs = lr_trace
     r = run(tmp_path, cfg=dataclasses.replace(CFG, schedule="wsd"), D=64 * 40)
     tc = r.details["train_config"]
     peak, warm = tc["lr_effective"], tc["warmup_steps"]
