@@ -70,6 +70,16 @@ def test_built_in_architectures_block_plans_every_sweep_as_written():
     assert ns["bert"].run_settings["units"] == "tokens" and ns["gmm"].run_settings["units"] == "samples"
 
 
+def test_hugging_face_block_plans_a_llama_on_a_datasets_dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    ns: dict = {}
+    with contextlib.redirect_stdout(out):
+        exec(compile(python_block("### Hugging Face models and datasets"), "README.md", "exec"), ns)
+    assert out.getvalue().startswith("transformers.LlamaForCausalLM hidden_size ")
+    assert len(ns["plan"].runnable) >= 6 and "REFUSED" not in ns["plan"].summary()
+
+
 def test_nested_model_configs_block_builds_and_plans_as_it_says(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = io.StringIO()

@@ -34,6 +34,7 @@ _LAZY = {
     "create_model": "flops_fit.models",
     "list_models": "flops_fit.models",
     "load_model": "flops_fit.models",
+    "hf_model": "flops_fit.models.hf",
 }
 
 

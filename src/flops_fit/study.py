@@ -206,14 +206,27 @@ def _model(model: Any, size_param: str | None, model_kwargs: Mapping[str, Any] |
             size_param = spec["size_param"]
         spec.pop("size_param", None)
         return _registered(arch, size_param, {**spec, **kwargs})
+    if isinstance(model, str) and model.startswith("hf:"):  # a transformers model class, swept without glue
+        from flops_fit.models.hf import HuggingFaceModel
+
+        options = {k: kwargs.pop(k) for k in ("head_dim", "mlp_ratio") if k in kwargs}
+        factory = HuggingFaceModel(model[3:], size_param or "hidden_size", **options)
+        return ModelContract(factory, factory.size_param, kwargs, name=qualified_name(factory),
+                             objective=factory.objective)
     if isinstance(model, str):
         return _registered(model, size_param, kwargs)
     if model is None:
         raise ValueError("model_cls: expected a model class, a factory or a registered architecture name, found None")
+    own = getattr(model, "size_param", None) if not isinstance(model, type) else None  # e.g. ff.hf_model(...)
+    if isinstance(own, str):
+        if size_param not in (None, own):
+            raise ValueError(f"model_size_param: this factory is sized by {own!r}, found {size_param!r}")
+        size_param = own
     if not isinstance(size_param, str) or not size_param:
         raise ValueError(f"model_size_param: expected the name of the constructor argument that sets the size "
                          f"(e.g. 'd_model'), found {size_param!r}")
-    return ModelContract(model, size_param, kwargs, name=qualified_name(model) if callable(model) else repr(model))
+    return ModelContract(model, size_param, kwargs, name=qualified_name(model) if callable(model) else repr(model),
+                         objective=getattr(model, "objective", None) if not isinstance(model, type) else None)
 
 
 def _registered(name: str, size_param: str | None, fields: dict[str, Any]) -> ModelContract:
@@ -239,6 +252,9 @@ def _registered(name: str, size_param: str | None, fields: dict[str, Any]) -> Mo
 
 def _accepted_fields(model: ModelContract) -> set[str] | None:
     """Constructor arguments the model accepts (None: anything, e.g. **kwargs)."""
+    own = getattr(model.factory, "accepted_fields", None)  # a factory that knows (e.g. a Hugging Face model's)
+    if callable(own):
+        return set(own())
     if model.architecture is not None:
         from flops_fit.models import get_model_spec
 
@@ -289,7 +305,8 @@ def plan_settings(planning: Mapping[str, Any] | PlanSettings | None, model: Mode
     """PlanSettings (one set of defaults: the dataclass's) and the probe size.
 
     ``size_multiple=None`` lets the model decide: a registered transformer sized by
-    ``d_model`` needs widths divisible by its head size; anything else takes 1.
+    ``d_model``, or a factory with a ``head_dim`` (``hf_model``), needs widths divisible by its
+    head size; anything else takes 1.
     """
     if isinstance(planning, PlanSettings):
         p = dataclasses.asdict(planning)
@@ -302,7 +319,8 @@ def plan_settings(planning: Mapping[str, Any] | PlanSettings | None, model: Mode
         raise ValueError(f"planning: unknown setting {unknown[0]!r}; settings are {sorted(known)}")
     if p.get("size_multiple") is None and p.get("size_values") is None:
         head = (model.model_kwargs.get("head_dim") or _registered_defaults(model).get("head_dim")) \
-            if model.architecture is not None and model.size_param == "d_model" else None
+            if model.architecture is not None and model.size_param == "d_model" \
+            else getattr(model.factory, "head_dim", None)  # a factory with a fixed head size (a Hugging Face one)
         p["size_multiple"] = int(head) if head else 1
     if p.get("size_values") is not None:
         p["size_values"] = [int(v) for v in p["size_values"]]
@@ -394,6 +412,16 @@ def _data(dataset: Any, val_dataset: Any, options: Mapping[str, Any] | None, mod
             vs = dict(val_spec)
             val_dataset = _call_target(vs.pop("_target_"), vs, "data.val._target_")
         return StudyData(train, val_dataset, {"_target_": target, **_jsonable(spec)}, target, units_per_sample)
+    if type(dataset).__module__.split(".")[0] == "datasets":  # a Hugging Face datasets.Dataset, without glue
+        from flops_fit.data.hf_datasets import adapt
+
+        train, desc = adapt(dataset, opts.get("label_column"), model.objective, "dataset")
+        val = adapt(val_dataset, opts.get("label_column"), model.objective, "val_dataset")[0] \
+            if val_dataset is not None else None
+        return StudyData(train, val, desc, f"datasets.{type(dataset).__name__}", units_per_sample)
+    if opts.get("label_column") is not None:
+        raise ValueError(f"data_options: label_column is for a Hugging Face datasets.Dataset, found "
+                         f"{type(dataset).__name__}")
     described = describe_data(dataset, opts)
     if described is None:
         return StudyData(dataset, val_dataset, None, type(dataset).__name__, units_per_sample)
@@ -429,8 +457,11 @@ def _data(dataset: Any, val_dataset: Any, options: Mapping[str, Any] | None, mod
 def _loss(loss: Any, model: ModelContract) -> tuple[Callable[..., Any] | None, str | None]:
     """(loss function, its name in the identity): a callable, an import path, or the model's default."""
     if loss is None:
-        if model.architecture is None:
-            return None, None
+        if model.architecture is None:  # a factory that knows its objective (a Hugging Face model's) has a loss
+            from flops_fit.models import OBJECTIVE_LOSSES
+
+            fn = OBJECTIVE_LOSSES.get(model.objective or "")
+            return fn, qualified_name(fn) if fn is not None else None
         from flops_fit.models import OBJECTIVE_LOSSES, get_model_spec
 
         fn = OBJECTIVE_LOSSES.get(model.objective or "") or get_model_spec(model.architecture).loss()

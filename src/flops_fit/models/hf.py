@@ -22,7 +22,7 @@ from torch import nn
 
 from flops_fit.models._layers import check_heads
 
-__all__ = ["HFGPT2", "HFBert"]
+__all__ = ["HFBert", "HFGPT2", "HFWrapped", "HuggingFaceModel", "hf_model"]
 
 
 def _embedding_and_head_numel(model: nn.Module, head: nn.Module) -> int:
@@ -121,3 +121,89 @@ class HFBert(_HFLM):
 
     def _head(self) -> nn.Module:
         return self.hf.cls.predictions.decoder
+
+
+class HFWrapped(nn.Module):
+    """Any ``transformers`` model behind the library's interface: logits out, ``num_params`` from
+    ``num_parameters``. Labels are never passed to it, so its own label shifting never runs: the data
+    pipeline shifts causal labels once and the library's loss compares them (never both, never neither)."""
+
+    input_keys = ("input_ids", "attention_mask")
+
+    def __init__(self, model: nn.Module, objective: str | None) -> None:
+        super().__init__()
+        self.hf = model
+        self.objective = objective
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.hf(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        return int(self.hf.num_parameters(exclude_embeddings=non_embedding))
+
+
+class HuggingFaceModel:
+    """A picklable factory for a ``transformers`` model class swept by one config field, no glue needed.
+
+    ``HuggingFaceModel("LlamaForCausalLM")`` (or the class itself) builds ``cls(cls.config_class(**fields))``
+    where the size field (default ``hidden_size``) is the sweep's, ``num_attention_heads`` (and
+    ``num_key_value_heads``, unless given) follow from a fixed ``head_dim`` so heads grow with the width,
+    and ``intermediate_size`` is ``mlp_ratio`` × the width unless given. Every other keyword is a config
+    field held fixed. The objective follows the class name (…CausalLM: causal LM, …MaskedLM: masked LM).
+    """
+
+    def __init__(self, model_class: Any, size_param: str = "hidden_size", *, head_dim: int = 16,
+                 mlp_ratio: float = 4.0) -> None:
+        name = model_class if isinstance(model_class, str) else model_class.__name__
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"model_cls: expected a transformers model class or its name, found {model_class!r}")
+        self.class_name, self.size_param = name, size_param
+        self.head_dim, self.mlp_ratio = int(head_dim), float(mlp_ratio)
+        self.__module__, self.__qualname__ = "transformers", name  # how the sweep names the model
+        self.objective = "causal_lm" if name.endswith("CausalLM") else "masked_lm" if name.endswith("MaskedLM") \
+            else None
+        self._class()  # fails now, naming the class, if transformers has no such model
+
+    def _class(self) -> Any:
+        try:
+            import transformers
+        except ImportError as exc:
+            raise ImportError(f"model_cls: Hugging Face models need transformers (pip install 'flops-fit[hf]'): "
+                              f"{exc}") from None
+        cls = getattr(transformers, self.class_name, None)
+        if cls is None or not hasattr(cls, "config_class"):
+            raise ValueError(f"model_cls: transformers has no model class {self.class_name!r}")
+        return cls
+
+    def accepted_fields(self) -> set[str]:
+        """The config's own fields (what the data may set, e.g. vocab_size) and this factory's."""
+        import inspect
+
+        cfg = self._class().config_class
+        return set(inspect.signature(cfg.__init__).parameters) - {"self", "kwargs"} | {"head_dim", "mlp_ratio"}
+
+    def __call__(self, **fields: Any) -> HFWrapped:
+        cls = self._class()
+        if self.size_param not in fields:
+            raise TypeError(f"{self.class_name}: the size field {self.size_param!r} is missing")
+        size = int(fields[self.size_param])
+        head_dim = int(fields.pop("head_dim", self.head_dim))
+        ratio = float(fields.pop("mlp_ratio", self.mlp_ratio))
+        if size % head_dim:
+            raise ValueError(f"{self.class_name}: {self.size_param}={size} must be a multiple of head_dim={head_dim}")
+        cfg = {"num_attention_heads": size // head_dim, "intermediate_size": int(round(ratio * size)), **fields}
+        cfg.setdefault("num_key_value_heads", cfg["num_attention_heads"])
+        params = self.accepted_fields()
+        unknown = sorted(set(fields) - params)
+        if unknown:  # a config takes any keyword and ignores it: a typo would be dropped silently
+            raise TypeError(f"{self.class_name}: {cls.config_class.__name__} has no field {unknown[0]!r}")
+        if "head_dim" in params:
+            cfg.setdefault("head_dim", head_dim)
+        return HFWrapped(cls(cls.config_class(**cfg)), self.objective)
+
+
+def hf_model(model_class: Any, size_param: str = "hidden_size", *, head_dim: int = 16,
+             mlp_ratio: float = 4.0) -> HuggingFaceModel:
+    """``find_optimal(ff.hf_model(LlamaForCausalLM, head_dim=8), "hidden_size", model_kwargs={...})``: see
+    :class:`HuggingFaceModel`."""
+    return HuggingFaceModel(model_class, size_param, head_dim=head_dim, mlp_ratio=mlp_ratio)
