@@ -12,6 +12,15 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def run_block(heading: str, index: int = 0) -> tuple[str, dict]:
+    """Execute a README block as written: (what it printed, its namespace)."""
+    out = io.StringIO()
+    ns: dict = {}
+    with contextlib.redirect_stdout(out):
+        exec(compile(python_block(heading, index), "README.md", "exec"), ns)
+    return out.getvalue(), ns
+
+
 def python_block(heading: str, index: int = 0) -> str:
     """The `index`-th Python block after `heading`."""
     text = README.read_text()
@@ -20,10 +29,7 @@ def python_block(heading: str, index: int = 0) -> str:
 
 
 def test_analyze_runs_you_already_have_block_runs_and_says_what_it_promises():
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(python_block("### Analyze runs you already have"), "README.md", "exec"), {})
-    text = out.getvalue()
+    text, _ = run_block("### Analyze runs you already have")
     assert text.startswith("DISAGREE: ")  # the findings come first
     assert "predict() uses Approach 2 (IsoFLOP parabolas)" in text
     assert re.search(r"^3\.9\de\+11 params, 1\.6\de\+13 tokens \(approach_2\)$", text, re.M)
@@ -32,14 +38,11 @@ def test_analyze_runs_you_already_have_block_runs_and_says_what_it_promises():
 
 def test_use_it_as_a_library_block_runs_a_real_sweep(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the block writes runs/my-sweep relative to the current directory
-    out = io.StringIO()
-    ns: dict = {}
-    with contextlib.redirect_stdout(out):
-        exec(compile(python_block("## Use it as a library"), "README.md", "exec"), ns)
+    printed, ns = run_block("## Use it as a library")
     result = ns["result"]
     assert len(result.records) == 15 and all(r.ok for r in result.records)  # really trained
     assert all(r.final_loss < 4.16 for r in result.records)  # below ln 64: every model learned something
-    text = out.getvalue()
+    text = printed
     assert "predict() uses Approach" in text and "| compute (FLOPs) |" in text
     # a 15-run toy sweep cannot pin N_opt 1000x beyond its data, and the report must say so
     assert "not informative" in text
@@ -48,21 +51,15 @@ def test_use_it_as_a_library_block_runs_a_real_sweep(tmp_path, monkeypatch):
 
 def test_your_own_training_loop_block_trains_with_the_users_function(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    out = io.StringIO()
-    ns: dict = {}
-    with contextlib.redirect_stdout(out):
-        exec(compile(python_block("### Your own training loop"), "README.md", "exec"), ns)
+    printed, ns = run_block("### Your own training loop")
     result = ns["result"]
     assert len(result.records) >= 10 and all(r.ok and r.details["engine"] == "train_fn" for r in result.records)
     assert all(r.final_loss < 2.77 for r in result.records)  # below ln 16: the user's loop trained them
-    assert "predict() uses Approach" in out.getvalue()
+    assert "predict() uses Approach" in printed
 
 
 def test_built_in_architectures_block_plans_every_sweep_as_written():
-    out = io.StringIO()
-    ns: dict = {}
-    with contextlib.redirect_stdout(out):
-        exec(compile(python_block("### Built-in architectures and data"), "README.md", "exec"), ns)
+    printed, ns = run_block("### Built-in architectures and data")
     for name in ("gpt", "lstm", "bert", "gmm"):
         plan = ns[name]
         assert plan.runnable and plan.cost_estimate["total_seconds"] > 0, name
@@ -72,21 +69,15 @@ def test_built_in_architectures_block_plans_every_sweep_as_written():
 
 def test_hugging_face_block_plans_a_llama_on_a_datasets_dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    out = io.StringIO()
-    ns: dict = {}
-    with contextlib.redirect_stdout(out):
-        exec(compile(python_block("### Hugging Face models and datasets"), "README.md", "exec"), ns)
-    assert out.getvalue().startswith("transformers.LlamaForCausalLM hidden_size ")
+    printed, ns = run_block("### Hugging Face models and datasets")
+    assert printed.startswith("transformers.LlamaForCausalLM hidden_size ")
     assert len(ns["plan"].runnable) >= 6 and "REFUSED" not in ns["plan"].summary()
 
 
 def test_nested_model_configs_block_builds_and_plans_as_it_says(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    out = io.StringIO()
-    ns: dict = {}
-    with contextlib.redirect_stdout(out):
-        exec(compile(python_block("### Built-in architectures and data", 1), "README.md", "exec"), ns)
-    lines = out.getvalue().splitlines()
+    printed, ns = run_block("### Built-in architectures and data", 1)
+    lines = printed.splitlines()
     assert lines[0].startswith("32 2 ") and lines[1] == "d_model 16"
     assert ns["lstm"].ff_config["embed_dim"] == 64 and ns["bert"].ff_config["type_vocab_size"] == 2
 
