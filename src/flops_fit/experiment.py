@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from flops_fit.validation import check_int
+from flops_fit.validation import check_int, check_number
 
 REQUIRED = ("experiment_name", "data", "tokenizer", "model", "training", "logging", "random_seed")
 #: where shipped example configs live (ff-train-model --config tiny_bert)
@@ -181,8 +181,7 @@ def train_model(config: Any, *, output_dir: str | Path | None = None,
     cfg = load_experiment(config, overrides)
     args = experiment_study(cfg)
     tokens = cfg["training"].get("tokens")
-    if isinstance(tokens, bool) or not isinstance(tokens, (int, float)) or not tokens >= 1:
-        raise ValueError(f"training.tokens: expected the number of data units to train on (>= 1), found {tokens!r}")
+    check_number(tokens, "training.tokens", min=1, expected="the number of data units to train on (>= 1)")
     model = args["model_cls"]
     arch = model.get("architecture")
     flat = nested.flatten(arch, model) if isinstance(arch, str) and nested.is_nested(model) else model

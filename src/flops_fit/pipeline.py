@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from flops_fit import io
-from flops_fit.layout import PLOT_FILES, RunDir
+from flops_fit.layout import RunDir
 from flops_fit.planning import Experiment, SweepPlan, check_trainable, plan_problems, plan_sweep
 from flops_fit.result import Result, read_results
 from flops_fit.study import CONFIDENCE, N_BOOTSTRAP, StudySpec

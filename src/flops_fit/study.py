@@ -16,7 +16,7 @@ import importlib
 import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 from flops_fit.analysis import CONFIDENCE, N_BOOTSTRAP  # noqa: F401  (re-exported for the front ends)
 from flops_fit.contract import ModelContract, check_model
@@ -24,7 +24,7 @@ from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
 from flops_fit.planning import PlanSettings, SweepPlan, _jsonable, make_budgets
 from flops_fit.training.config import TrainConfig
 from flops_fit.training.mock import MockLaw
-from flops_fit.validation import check_callable, check_choice, check_int
+from flops_fit.validation import check_callable, check_choice, check_int, check_number
 
 #: real training, or the seeded synthetic law (no data, no GPU)
 MODES = ("local", "mock")
@@ -41,8 +41,8 @@ _DATA_OPERATIONAL = ("cache_dir",)
 
 def check_analysis_options(n_bootstrap: Any, confidence: Any) -> None:
     check_int(n_bootstrap, "n_bootstrap", min=0, what="0 = no intervals")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence: expected a number between 0 and 1 (e.g. 0.9), found {confidence!r}")
+    check_number(confidence, "confidence", min=0, max=1, min_inclusive=False, max_inclusive=False,
+                 expected="a number between 0 and 1 (e.g. 0.9)")
 
 
 # ---------------------------------------------------------------------------

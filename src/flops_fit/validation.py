@@ -35,14 +35,16 @@ def check_int(value: Any, name: str, *, min: int | None = None, max: int | None 
 
 def check_number(value: Any, name: str, *, min: float | None = None, max: float | None = None,
                  min_inclusive: bool = True, max_inclusive: bool = True, allow_none: bool = False,
-                 what: str = "") -> float | None:
-    """A finite real number (never a bool) within the bounds; None passes when `allow_none`."""
+                 what: str = "", expected: str = "") -> float | None:
+    """A finite real number (never a bool) within the bounds; None passes when `allow_none`; `expected`
+    replaces the wording."""
     if value is None and allow_none:
         return None
     lo = "" if min is None else ("[" if min_inclusive else "(") + f"{min:g}"
     hi = "" if max is None else f"{max:g}" + ("]" if max_inclusive else ")")
     label = "a finite number" + (f" in {lo or '(-inf'}, {hi or 'inf)'}" if lo or hi else "")
     label += f" ({what})" if what else ""
+    label = expected or label
     ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
     if ok and min is not None:
         ok = value >= min if min_inclusive else value > min
@@ -69,12 +71,6 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     options = tuple(choices)
     if value not in options:
         raise ValueError(f"{name}: expected one of {', '.join(repr(c) for c in options)}, found {_found(value)}")
-    return value
-
-
-def check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}: expected True or False, found {_found(value)}")
     return value
 
 

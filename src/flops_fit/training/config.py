@@ -3,11 +3,10 @@ configuration is built from it without importing torch)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flops_fit.validation import check_int
+from flops_fit.validation import check_int, check_number
 
 
 @dataclass
@@ -98,19 +97,16 @@ class TrainConfig:
         _pos_int("log_every", self.log_every)
         _pos_int("loss_curve_points", self.loss_curve_points)
         for name in ("lr", "lr_ref_params", "divergence_factor", "checkpoint_every_s"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
-                raise ValueError(f"TrainConfig.{name}: expected a positive finite number, found {v!r}")
+            check_number(getattr(self, name), f"TrainConfig.{name}", min=0, min_inclusive=False,
+                         expected="a positive finite number")
         if self.lr_scaling not in ("params", "none"):
             raise ValueError(f"TrainConfig.lr_scaling: expected 'params' or 'none', found {self.lr_scaling!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"TrainConfig.betas: expected two numbers in [0, 1), found {self.betas!r}")
         if self.schedule not in ("cosine", "wsd"):
             raise ValueError(f"TrainConfig.schedule: expected 'cosine' or 'wsd', found {self.schedule!r}")
-        if isinstance(self.cooldown_fraction, bool) or not isinstance(self.cooldown_fraction, (int, float)) \
-                or not 0 < self.cooldown_fraction <= 1:
-            raise ValueError(f"TrainConfig.cooldown_fraction: expected a fraction in (0, 1] of the run's steps, found "
-                             f"{self.cooldown_fraction!r}")
+        check_number(self.cooldown_fraction, "TrainConfig.cooldown_fraction", min=0, max=1, min_inclusive=False,
+                     expected="a fraction in (0, 1] of the run's steps")
         if self.cooldown_shape not in ("1-sqrt", "linear"):
             raise ValueError(f"TrainConfig.cooldown_shape: expected '1-sqrt' or 'linear', found {self.cooldown_shape!r}")
         if not 0 <= self.min_lr_ratio <= 1:

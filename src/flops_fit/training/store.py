@@ -290,7 +290,7 @@ class ResultsStore:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(self.journal, flags, 0o666)
-        except OSError as exc:
+        except OSError:
             if self.journal.is_symlink():
                 raise ValueError(f"{self.journal}: is a symbolic link; refusing to append through it") from None
             raise

@@ -25,7 +25,6 @@ import random
 import resource
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
