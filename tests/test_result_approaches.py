@@ -65,7 +65,8 @@ def test_approach_3_recovers_a_skewed_law_that_approach_2_cannot(tmp_path, toy_m
     assert saved["approach_3"]["alpha"] == pytest.approx(0.30, abs=1e-3)
     assert saved["analysis_options"] == {"exclude_outliers": True, "n_bootstrap": 50, "seed": 0,
                                          "confidence": 0.9, "outlier_threshold": saved["analysis_options"][
-                                             "outlier_threshold"]}
+                                             "outlier_threshold"], "flops_accounting": "6ND"}
+    assert saved["cost_model"] == {"c": 6.0, "b": 1.0, "accounting": "6ND", "max_rel_error": 0.0}
     assert saved["table"][0]["approach"] == "approach_3"
 
 

@@ -37,7 +37,7 @@ def find_optimal(
     num_model_sizes: int | None = None, span_decades: float | None = None,
     center_tokens_per_param: float | None = None, size_multiple: int | None = None,
     size_values: Sequence[int] | None = None, size_min: int | None = None, size_max: int | None = None,
-    probe_size: int | None = None,
+    probe_size: int | None = None, param_count: str | None = None,
     # training
     mock_law: MockLaw | None = None, train_config: Any = None, val_dataset: Any = None,
     data_options: dict[str, Any] | None = None, units_per_sample: int | None = None, allow_repeat: bool = True,
@@ -59,7 +59,11 @@ def find_optimal(
     call); others with `retry_failed=True`. `workers`: runs at once on this machine ("auto": see
     ``training.executors.choose_execution``). `train_fn(model, experiment, context)` replaces the
     built-in trainer with your own loop (``flops_fit.training.user``); `trackers` ("tensorboard" or
-    ``tracking.Callback`` objects) hear of every run and of the fitted sweep.
+    ``tracking.Callback`` objects) hear of every run and of the fitted sweep. `flops_accounting`:
+    "6ND" (C = 6·N·D) or "measured" (each D planned from the model's FLOPs per data unit measured
+    with FlopCounterMode, so every run spends its budget; the analysis allocates by that cost).
+    `param_count`: "all" parameters (default) or "non_embedding" (the model's
+    ``num_params(non_embedding=True)``), recorded in sweep.json and scaling_laws.json.
     """
     _check_options(n_bootstrap, confidence, max_retries, mock_law, mode, executor, workers)
     run = RunDir(output_dir)
@@ -67,7 +71,8 @@ def find_optimal(
     callbacks = make_trackers(trackers, run.root)  # a bad tracker is refused before anything runs
     planning = dict(num_model_sizes=num_model_sizes, span_decades=span_decades,
                     center_tokens_per_param=center_tokens_per_param, size_multiple=size_multiple,
-                    size_values=size_values, size_min=size_min, size_max=size_max, probe_size=probe_size)
+                    size_values=size_values, size_min=size_min, size_max=size_max, probe_size=probe_size,
+                    param_count=param_count)
     spec = resolve_study(
         model_cls, model_size_param, model_kwargs, dataset=dataset, val_dataset=val_dataset, loss=loss_fn,
         data_options=data_options, units_per_sample=units_per_sample, planning=planning, mode=mode, seed=seed,
@@ -93,12 +98,28 @@ def find_optimal(
         ResultsStore(run.results, plan.fingerprint(), resume=True)
     if progress is not False:
         print(plan.summary())
+    else:
+        _say_long_estimate(plan)
     pipeline.train(spec, plan, run.root, executor=executor, resume=resume, progress=progress, save_plan=True,
                    retry_failed=retry_failed, max_retries=max_retries, trackers=callbacks)
     result = pipeline.analyze_stage(run.root, exclude_outliers=exclude_outliers, n_bootstrap=n_bootstrap,
                                     seed=seed, confidence=confidence)
     notify(callbacks, "on_sweep_end", result)
     return result
+
+
+#: a sweep estimated above this many seconds is announced even with progress=False (the CLI asks: confirm_above_s)
+LONG_SWEEP_S = 1800.0
+
+
+def _say_long_estimate(plan: SweepPlan) -> None:
+    """Without a progress display, still say once, before training, when the sweep will take long."""
+    est = plan.cost_estimate or {}
+    wall = float(est.get("wall_seconds", est.get("total_seconds", 0.0)) or 0.0)
+    if wall > LONG_SWEEP_S:
+        warnings.warn(f"the sweep is estimated at {wall:.0f} s ({wall / 3600:.1f} h) on {est.get('device', '?')} "
+                      f"for {len(plan.runnable)} runs; training starts now (see plan.summary() with train=False)",
+                      UserWarning, stacklevel=3)
 
 
 def _check_options(n_bootstrap: Any, confidence: Any, max_retries: Any, mock_law: Any, mode: str, executor: Any,

@@ -43,8 +43,9 @@ class ModelContract:
                 pass
         return self.factory(**kwargs)
 
-    def count_params(self, size_value: int) -> int:
-        """num_params() of the model at this size, built without allocating weights where possible."""
+    def count_params(self, size_value: int, non_embedding: bool = False) -> int:
+        """num_params() of the model at this size, built without allocating weights where possible;
+        `non_embedding`: num_params(non_embedding=True), the count without embeddings."""
         try:
             model = self.build(size_value, meta=True)
         except Exception as exc:  # noqa: BLE001
@@ -53,14 +54,35 @@ class ModelContract:
                 f"{type(exc).__name__}: {exc}. Restrict the sizes the planner may try with "
                 "size_min / size_max / size_multiple / size_values."
             ) from exc
-        return _checked_count(model, self.name, self.size_param, size_value)
+        return _checked_count(model, self.name, self.size_param, size_value, non_embedding)
+
+    def check_non_embedding(self, probe_size: int) -> None:
+        """Refuse param_count='non_embedding' for a model that cannot say which parameters are embeddings."""
+        model = self.build(probe_size, meta=True)
+        fn = getattr(model, "num_params", None)
+        try:
+            takes = "non_embedding" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            takes = False
+        if not takes:
+            raise TypeError(
+                f"param_count: 'non_embedding' needs the model to say which parameters are embeddings, but "
+                f"{self.name}.num_params() takes no non_embedding argument; give it "
+                "`num_params(self, non_embedding=False)` (built-in and Hugging Face models have one), or use "
+                "param_count='all'")
+        n1 = self.count_params(probe_size, non_embedding=True)
+        n2 = self.count_params(probe_size * 2, non_embedding=True)
+        if n2 <= n1:
+            raise ValueError(
+                f"param_count: {self.name}.num_params(non_embedding=True) must grow with {self.size_param!r}; "
+                f"found {n1:,} at {self.size_param}={probe_size} and {n2:,} at {self.size_param}={probe_size * 2}")
 
 
 def model_name(factory: Any) -> str:
     return getattr(factory, "__qualname__", None) or getattr(factory, "__name__", None) or repr(factory)
 
 
-def _checked_count(model: Any, name: str, size_param: str, value: int) -> int:
+def _checked_count(model: Any, name: str, size_param: str, value: int, non_embedding: bool = False) -> int:
     where = f"{name}({size_param}={value})"
     fn = getattr(model, "num_params", None)
     if fn is None:
@@ -81,7 +103,7 @@ def _checked_count(model: Any, name: str, size_param: str, value: int) -> int:
             f"model_cls: {where}.num_params must be a method returning an int, found a "
             f"{type(fn).__name__} attribute ({fn!r})"
         )
-    n = fn()
+    n = fn(non_embedding=True) if non_embedding else fn()
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(
             f"model_cls: {where}.num_params() must return an int, found {type(n).__name__} ({n!r})"

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from flops_fit import io
+from flops_fit.flops import FLOPS_MEASURED
 from flops_fit.layout import RunDir
-from flops_fit.planning import Experiment, SweepPlan, check_trainable, plan_problems, plan_sweep
+from flops_fit.planning import PARAM_COUNT_NON_EMBEDDING, Experiment, SweepPlan, check_trainable, plan_problems, plan_sweep
 from flops_fit.result import Result, read_results
 from flops_fit.study import CONFIDENCE, N_BOOTSTRAP, StudySpec
 from flops_fit.training.mock import MockLaw, mock_run
@@ -64,33 +65,54 @@ def plan_stage(spec: StudySpec, output_dir: str | Path, *, workers: int | str = 
     run.check_usable()
     if not spec.budgets:
         raise ValueError("compute_budgets: expected a list of FLOP budgets or min_flops and max_flops, found neither")
-    plan = plan_sweep(spec.budgets, spec.model.count_params, size_param=spec.model.size_param,
-                      model_name=spec.model.name, model_kwargs=spec.model.model_kwargs, settings=spec.settings)
+    probe = _flops_probe(spec)
+    measured = spec.flops_accounting == FLOPS_MEASURED
+    count = functools.partial(spec.model.count_params,
+                              non_embedding=spec.settings.param_count == PARAM_COUNT_NON_EMBEDDING)
+    plan = plan_sweep(spec.budgets, count, size_param=spec.model.size_param,
+                      model_name=spec.model.name, model_kwargs=spec.model.model_kwargs, settings=spec.settings,
+                      flops_per_unit=probe if measured else None)
     plan.flops_accounting = spec.flops_accounting
     plan.run_settings = spec.run_settings()
-    if spec.data_info is not None and plan.runnable:
-        _check_flops_gap(plan, spec)
+    if probe is not None and plan.runnable:
+        _check_flops_gap(plan, probe, warn=not measured)
     prepare_execution(plan, spec, workers=workers, executor=executor, estimate_cost=estimate_cost)
     if save:
         save_plan(plan, run)
     return plan
 
 
-def _check_flops_gap(plan: SweepPlan, spec: StudySpec) -> None:
-    """Say, with the factor, when this model's measured FLOPs are far from the 6·N·D the plan counts."""
-    from flops_fit.training.local import FLOPS_GAP_WARN, flops_gap
+def _flops_probe(spec: StudySpec) -> Any:
+    """Measured FLOPs per data unit at any size of this study's model (None without data to run it on);
+    flops_accounting='measured' needs one."""
+    if spec.data_info is None:
+        if spec.flops_accounting == FLOPS_MEASURED:
+            raise ValueError(
+                f"flops_accounting: 'measured' plans each D by the model's FLOPs measured on its data, but this "
+                f"study has no data to run the model on (mode={spec.mode!r}); use flops_accounting='6ND', or real "
+                "training with a dataset")
+        return None
+    from flops_fit.training.local import FlopsProbe
 
     c = spec.model
-    gap = flops_gap(plan, c.factory, c.size_param, c.model_kwargs, spec.data.train, spec.loss_fn, spec.data_info)
+    return FlopsProbe(c.factory, c.size_param, c.model_kwargs, spec.data.train, spec.loss_fn, spec.data_info,
+                      c.count_params)
+
+
+def _check_flops_gap(plan: SweepPlan, probe: Any, *, warn: bool) -> None:
+    """Record measured FLOPs per data unit against 6·N; when the plan counts 6·N·D and they are far apart,
+    say so with the factor."""
+    from flops_fit.training.local import FLOPS_GAP_WARN, flops_gap
+
+    gap = flops_gap(plan, probe)
     plan.flops_check = gap
-    if any(not 1 / FLOPS_GAP_WARN <= g["ratio_to_6N"] <= FLOPS_GAP_WARN for g in gap):
-        unit = str(spec.data_info.units).rstrip("s") or "unit"
+    if warn and any(not 1 / FLOPS_GAP_WARN <= g["ratio_to_6N"] <= FLOPS_GAP_WARN for g in gap):
         at = "; ".join(f"×{g['ratio_to_6N']:.2g} at N={g['N']:,.0f}" for g in gap)
         warnings.warn(
-            f"flops_accounting: this model's measured FLOPs per {unit} (forward+backward, FlopCounterMode) are "
-            f"{at} its 6·N estimate, so 6·N·D misstates each run's real compute by that factor. The plan's budgets "
-            "count 6·N·D; flops_accounting='measured' also records each run's measured FLOPs, but does not yet "
-            "plan D by them",
+            f"flops_accounting: this model's measured FLOPs per {probe.unit_name} (forward+backward, "
+            f"FlopCounterMode) are {at} its 6·N estimate, so 6·N·D misstates each run's real compute by that "
+            "factor. The plan's budgets count 6·N·D; flops_accounting='measured' plans each D by the measured "
+            "FLOPs instead, so that every run spends its budget",
             UserWarning,
             stacklevel=4,
         )

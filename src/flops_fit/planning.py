@@ -20,6 +20,8 @@ from flops_fit import io
 from flops_fit.flops import FLOPS_6ND
 from flops_fit.validation import check_flops
 
+PARAM_COUNT_ALL, PARAM_COUNT_NON_EMBEDDING = "all", "non_embedding"
+PARAM_COUNTS = (PARAM_COUNT_ALL, PARAM_COUNT_NON_EMBEDDING)
 SWEEP_SCHEMA = 1
 SWEEP_KIND = "flops-fit/sweep"
 
@@ -33,10 +35,12 @@ class Experiment:
     budget_index: int
     size_value: int  # value passed to the model's size parameter
     num_params: int  # N, as counted by the model's num_params()
-    num_tokens: float  # D = C / (6 N): data units (tokens or samples) to train on
+    num_tokens: float  # D = C / (6 N), or C / measured FLOPs per unit: data units (tokens or samples) to train on
     target_params: float  # the N the planner aimed at
     flagged: bool = False
     flag_reason: str = ""
+    #: measured training FLOPs per data unit at this size, when the plan was made by them (None: 6·N)
+    flops_per_unit: float | None = None
 
     @property
     def tokens_per_param(self) -> float:
@@ -44,7 +48,9 @@ class Experiment:
 
     @property
     def flops(self) -> float:
-        return 6.0 * self.num_params * self.num_tokens
+        """The compute this run spends, as the plan counts it (6·N·D, or measured per-unit FLOPs · D)."""
+        per_unit = 6.0 * self.num_params if self.flops_per_unit is None else self.flops_per_unit
+        return per_unit * self.num_tokens
 
 
 @dataclass
@@ -60,6 +66,9 @@ class PlanSettings:
     size_max: int = 1 << 16
     units_per_step: int | None = None  # batch units per optimizer step, for the too-few-steps flag
     min_steps: int = 20
+    #: what N counts: "all" trainable parameters (Chinchilla), or "non_embedding" (Kaplan: without embedding
+    #: tables and vocabulary-sized heads, as the model's num_params(non_embedding=True) says)
+    param_count: str = PARAM_COUNT_ALL
 
 
 @dataclass
@@ -110,6 +119,7 @@ class SweepPlan:
                     "D": e.num_tokens,
                     "tokens_per_param": e.tokens_per_param,
                     "flops": e.flops,
+                    "flops_per_unit": 6.0 * e.num_params if e.flops_per_unit is None else e.flops_per_unit,
                     "flagged": e.flagged,
                     "flag_reason": e.flag_reason,
                 }
@@ -121,9 +131,12 @@ class SweepPlan:
         df = self.to_dataframe()
         lines = [
             f"IsoFLOP sweep: {len(self.budgets)} budgets, {len(self.experiments)} experiments "
-            f"({len(self.runnable)} runnable), size parameter '{self.size_param}' of {self.model_name}",
-            f"total compute: {self.total_flops:.3e} FLOPs (6·N·D"
-            + ("; each run also records its measured FLOPs)" if self.flops_accounting != FLOPS_6ND else ")"),
+            f"({len(self.runnable)} runnable), size parameter '{self.size_param}' of {self.model_name}"
+            + (", N without embeddings (param_count='non_embedding')"
+               if self.settings.param_count == PARAM_COUNT_NON_EMBEDDING else ""),
+            f"total compute: {self.total_flops:.3e} FLOPs "
+            + ("(6·N·D)" if self.flops_accounting == FLOPS_6ND else
+               "(measured: FlopCounterMode FLOPs per data unit at each size × D; each run records its own)"),
         ]
         if self.cost_estimate:
             est = self.cost_estimate
@@ -140,6 +153,7 @@ class SweepPlan:
             lines.append(f"execution: {self.execution.get('reason', '')}")
         lines += [f"REFUSED (would not train): {p}" for p in plan_problems(self)]
         lines += [f"measured FLOPs per data unit: ×{g['ratio_to_6N']:.3g} of 6·N at N={g['N']:,.0f}"
+                  + (" (D planned by it)" if self.flops_accounting != FLOPS_6ND else "")
                   for g in self.flops_check]
         if self.dropped:
             lines.append(f"{len(self.dropped)} planned size(s) not kept:")
@@ -383,8 +397,15 @@ def plan_sweep(
     model_name: str,
     model_kwargs: dict[str, Any] | None = None,
     settings: PlanSettings | None = None,
+    flops_per_unit: Callable[[int], float | None] | None = None,
 ) -> SweepPlan:
-    """Design the IsoFLOP sweep: per budget, sizes evenly spaced in log N around the centre guess."""
+    """Design the IsoFLOP sweep: per budget, sizes evenly spaced in log N around the centre guess.
+
+    `flops_per_unit(size_value)` (measured training FLOPs per data unit, None where it
+    cannot be measured) plans each D as C / that instead of C / (6 N), so that every
+    run's measured compute is its budget; the centre guess then spends C at
+    `center_tokens_per_param` under the measured cost, not under 6·N.
+    """
     s = settings or PlanSettings()
     if not isinstance(s.num_model_sizes, int) or s.num_model_sizes < 2:
         raise ValueError(f"num_model_sizes: expected an integer >= 2, found {s.num_model_sizes!r}")
@@ -404,7 +425,7 @@ def plan_sweep(
     experiments: list[Experiment] = []
     dropped: list[dict[str, Any]] = []
     for bi, C in enumerate(budgets):
-        n_center = math.sqrt(C / (6.0 * s.center_tokens_per_param))
+        n_center = _centre(C, s.center_tokens_per_param, search, flops_per_unit)
         targets = np.logspace(math.log10(n_center) - s.span_decades, math.log10(n_center) + s.span_decades,
                               s.num_model_sizes)
         chosen: dict[int, tuple[Experiment, bool]] = {}  # size value -> (experiment, target reachable)
@@ -419,7 +440,8 @@ def plan_sweep(
                     continue
                 dropped.append(_collision(C, kept, value, float(target), size_param, s))
                 del chosen[value]
-            chosen[value] = (_experiment(C, bi, float(target), value, reachable, search, size_param, s), reachable)
+            chosen[value] = (_experiment(C, bi, float(target), value, reachable, search, size_param, s,
+                                         flops_per_unit), reachable)
         experiments.extend(e for e, _ in chosen.values())
     ids = [e.experiment_id for e in experiments]
     if len(set(ids)) != len(ids):
@@ -428,12 +450,33 @@ def plan_sweep(
                      model_name=model_name, model_kwargs=dict(model_kwargs or {}), settings=s, dropped=dropped)
 
 
+def _centre(C: float, tokens_per_param: float, search: "SizeSearch",
+            flops_per_unit: Callable[[int], float | None] | None) -> float:
+    """The N that spends C at `tokens_per_param`: sqrt(C / (6 t)) under 6·N; under a measured cost
+    k(N)·6·N, a few fixed-point steps of N = sqrt(C / (6 k(N) t)) (k read at the nearest size value)."""
+    n = math.sqrt(C / (6.0 * tokens_per_param))
+    for _ in range(4 if flops_per_unit is not None else 0):
+        value, _ = search.closest(n)
+        fpu = flops_per_unit(value)
+        if not fpu:
+            break
+        n = math.sqrt(C / (6.0 * tokens_per_param * fpu / (6.0 * search.params(value))))
+    return n
+
+
 def _experiment(C: float, bi: int, target: float, value: int, reachable: bool, search: "SizeSearch",
-                size_param: str, s: PlanSettings) -> Experiment:
+                size_param: str, s: PlanSettings,
+                flops_per_unit: Callable[[int], float | None] | None = None) -> Experiment:
     """One planned run at size `value`, flagged (not trained) with its reasons when it cannot answer."""
     n = search.params(value)
-    d = C / (6.0 * n)
     reasons = []
+    fpu = None
+    if flops_per_unit is not None:
+        fpu = flops_per_unit(value)
+        if not fpu:
+            reasons.append(f"its FLOPs could not be measured at {size_param}={value} (flops_accounting='measured')")
+            fpu = None
+    d = C / (6.0 * n if fpu is None else fpu)
     if not reachable:
         reasons.append(f"target N={target:.3g} is outside what {size_param} in "
                        f"[{search.k_min * search.multiple}, {search.k_max * search.multiple}] reaches (got N={n:,})")
@@ -444,7 +487,8 @@ def _experiment(C: float, bi: int, target: float, value: int, reachable: bool, s
                        f"(minimum {s.min_steps})")
     return Experiment(experiment_id=f"C{C:.6g}-{size_param}{value}", compute_budget=float(C), budget_index=bi,
                       size_value=int(value), num_params=int(n), num_tokens=float(d), target_params=target,
-                      flagged=bool(reasons), flag_reason="; ".join(reasons))
+                      flagged=bool(reasons), flag_reason="; ".join(reasons),
+                      flops_per_unit=None if fpu is None else float(fpu))
 
 
 def _collision(C: float, target: float, value: int, kept: float, size_param: str, s: PlanSettings) -> dict:

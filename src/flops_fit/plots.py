@@ -58,6 +58,11 @@ def isoflop_curves(df: pd.DataFrame, analysis: "Analysis") -> Figure:
     return fig
 
 
+def compute_label(analysis: "Analysis") -> str:
+    """The compute axis says how the FLOPs were counted."""
+    return "compute C (FLOPs, measured)" if analysis.cost.accounting == "measured" else "compute C (FLOPs)"
+
+
 def scaling_laws(analysis: "Analysis") -> Figure:
     """N_opt, D_opt and L_opt against compute, with the fitted laws extrapolated; the budgets the
     back-test held out are circled, with the held-out predictions drawn as crosses."""
@@ -66,7 +71,7 @@ def scaling_laws(analysis: "Analysis") -> Figure:
     grid = np.geomspace(b[0] / 3, b[-1] * 30, 100)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     labels = ("N_opt (parameters)", "D_opt (data units)", "loss at optimum")
-    par = analysis.parametric
+    par, cost = analysis.parametric, analysis.cost
     held = {}
     if analysis.evidence is not None:
         for case in analysis.evidence.backtest:
@@ -91,13 +96,14 @@ def scaling_laws(analysis: "Analysis") -> Figure:
                 ax.scatter([hc], [yo], s=180, facecolor="none", edgecolor="black", zorder=4,
                            label="held out by the back-test")
                 for ap, case in cases.items():
-                    yp = {labels[0]: case.n_pred, labels[1]: hc / (6 * case.n_pred), labels[2]: case.loss_pred}[label]
+                    yp = {labels[0]: case.n_pred, labels[1]: float(cost.units(hc, case.n_pred)),
+                          labels[2]: case.loss_pred}[label]
                     ax.scatter([hc], [yp], marker="x", s=60, color="C0" if ap == "approach_2" else "C3", zorder=5,
                                label=f"{'Approach 2' if ap == 'approach_2' else 'Approach 3'} back-test "
                                      f"(×{case.n_factor:.2f})")
         if par is not None:
-            n3 = np.asarray(par.optimal_allocation(grid)[0])
-            y3 = {labels[0]: n3, labels[1]: grid / (6 * n3), labels[2]: par.predict_loss(n3, grid / (6 * n3))}[label]
+            n3, d3 = (np.asarray(v) for v in par.optimal_allocation(grid, cost))
+            y3 = {labels[0]: n3, labels[1]: d3, labels[2]: par.predict_loss(n3, d3)}[label]
             ax.plot(grid, y3, color="C3", lw=1.5, ls="--", label="Approach 3: parametric L(N, D)")
             band = _approach3_band(analysis, grid, label)
             if band is not None:
@@ -107,7 +113,7 @@ def scaling_laws(analysis: "Analysis") -> Figure:
         ax.set_xscale("log")
         if label != labels[2]:
             ax.set_yscale("log")
-        ax.set_xlabel("compute C (FLOPs)")
+        ax.set_xlabel(compute_label(analysis))
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
@@ -125,7 +131,7 @@ def _approach3_band(analysis: "Analysis", grid: np.ndarray, label: str) -> tuple
     if b is None or len(b.samples) < 2:
         return None
     k = {"N_opt (parameters)": 0, "D_opt (data units)": 1, "loss at optimum": 2}[label]  # TARGET_NAMES order
-    y = b.samples_at(grid)[:, :, k]
+    y = b.samples_at(grid, analysis.cost)[:, :, k]
     q = 50 * (1 - analysis.options.confidence)
     lo, hi = np.nanpercentile(y, [q, 100 - q], axis=0)
     return lo, hi
@@ -141,14 +147,14 @@ def tokens_per_param(analysis: "Analysis") -> Figure:
         c = np.array([o.compute_budget for o in iso.optima])
         ax.scatter(c, [o.tokens_per_param for o in iso.optima], color="C0", zorder=3, label="IsoFLOP optima")
         n = iso.n_opt_fit(grid)
-        ax.plot(grid, grid / (6 * n * n), color="C0", label="Approach 2 fit")
+        ax.plot(grid, analysis.cost.units(grid, n) / n, color="C0", label="Approach 2 fit")
     if analysis.parametric is not None:
-        n3 = np.array([analysis.parametric.optimal_allocation(g)[0] for g in grid])
-        ax.plot(grid, grid / (6 * n3 * n3), color="C3", ls="--", label="Approach 3 fit")
+        n3, d3 = (np.asarray(v) for v in analysis.parametric.optimal_allocation(grid, analysis.cost))
+        ax.plot(grid, d3 / n3, color="C3", ls="--", label="Approach 3 fit")
     ax.axhline(20, color="grey", ls=":", label="Chinchilla ≈ 20")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("compute C (FLOPs)")
+    ax.set_xlabel(compute_label(analysis))
     ax.set_ylabel("tokens per parameter D/N")
     ax.set_title("Compute-optimal tokens per parameter")
     ax.legend(fontsize=8)

@@ -27,6 +27,7 @@ from flops_fit.analysis.evidence import (
     resample_counts,
     sort_findings,
 )
+from flops_fit.flops import FLOPS_6ND
 from flops_fit.planning import SweepPlan
 from flops_fit.training.store import (
     ResultsStore,
@@ -82,8 +83,11 @@ class Result:
         """Fit every approach (with `n_bootstrap` seeded resamples for the intervals) to finished runs;
         `stored_samples` of an earlier save of the same runs and options are reused, not redrawn."""
         check_analysable(records)
+        # the plan says how its D were planned (measured FLOPs per unit, or 6·N); records alone: 6·N·D
+        accounting = plan.flops_accounting if plan is not None else FLOPS_6ND
         analysis = analyze(records_to_dataframe(records), exclude_outliers=exclude_outliers,
-                           n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, stored_samples=stored_samples)
+                           n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, stored_samples=stored_samples,
+                           flops_accounting=accounting)
         return cls(analysis, records, plan, output_dir, plan_fingerprint)
 
     @classmethod
@@ -149,6 +153,8 @@ class Result:
             "kind": ANALYSIS_KIND,
             "plan_fingerprint": self.plan_fingerprint,
             "flops_accounting": flops_methods[0] if len(flops_methods) == 1 else flops_methods,
+            "cost_model": a.cost.to_dict(),
+            "param_count": self.param_count,
             "analysis_options": opts,
             "predict_with": self.predict_with,
             "predict_with_reason": a.evidence.reason if a.evidence is not None else "",
@@ -173,6 +179,11 @@ class Result:
         ids = ex["experiment_id"] if "experiment_id" in ex else pd.Series([f"row {i}" for i in ex.index], ex.index)
         return [(str(i), str(r)) for i, r in zip(ids, ex["outlier_reason"])]
 
+    @property
+    def param_count(self) -> str:
+        """What N counts: "all" parameters or "non_embedding" (from the plan; a table's N is as given)."""
+        return self.plan.settings.param_count if self.plan is not None else "all"
+
     # ---- answers ----------------------------------------------------------
     @property
     def predict_with(self) -> str:
@@ -180,7 +191,8 @@ class Result:
         return self.analysis.predict_with
 
     def predict(self, compute_budget: float, approach: str | None = None) -> dict[str, Any]:
-        """Compute-optimal N, D (6·N·D = C exactly), loss and tokens per parameter at C.
+        """Compute-optimal N, D (spending C exactly: 6·N·D = C, or the measured cost of a sweep planned by
+        measured FLOPs), loss and tokens per parameter at C.
 
         Each value has a bootstrap percentile interval under the same key plus
         "_ci" (None when the analysis ran without resamples). `approach`:
@@ -252,7 +264,8 @@ class Result:
         """The Chinchilla-style table as markdown, with bootstrap intervals in brackets."""
         df, row_findings = self._chinchilla(compute_budgets, approach)
         conf = round(100 * self.analysis.options.confidence)
-        header = "| compute (FLOPs) | N_opt (params) | D_opt (tokens) | D/N | predicted loss | |"
+        what = "non-embedding params" if self.param_count == "non_embedding" else "params"
+        header = f"| compute (FLOPs) | N_opt ({what}) | D_opt (tokens) | D/N | predicted loss | |"
         lines = [header, "|---:|---:|---:|---:|---:|:--|"]
         for r in df.itertuples():
             lines.append(
@@ -262,7 +275,7 @@ class Result:
                 f"{', '.join(x for x in ('extrapolated' if r.extrapolated else '', r.flag) if x)} |"
             )
         used = df["approach"].iloc[0] if len(df) else self.predict_with
-        note = f"\nPredictions by {APPROACH_LABELS[used]}; 6·N·D = C in every row."
+        note = f"\nPredictions by {APPROACH_LABELS[used]}; {self.analysis.cost.describe()} in every row."
         if df["N_opt_lo"].notna().any():
             note += f" Brackets: {conf}% bootstrap intervals ({self.analysis.options.n_bootstrap} resamples)."
         out = self._outliers()
@@ -313,6 +326,11 @@ class Result:
         lines = [f"{f.severity.upper()}: {f.message}" for f in an.findings if f.severity != "note"]
         if lines:
             lines.append("")
+        if an.cost.accounting != FLOPS_6ND:
+            lines.append(f"Compute is measured FLOPs: {an.cost.describe()}")
+        if self.param_count == "non_embedding":
+            lines.append("N counts non-embedding parameters (param_count='non_embedding'), in the fits and every "
+                         "prediction")
         lines.append(f"predict() uses {APPROACH_LABELS[self.predict_with]}: "
                      + (an.evidence.reason if an.evidence is not None else ""))
         a = an.isoflop
@@ -370,7 +388,15 @@ class Result:
 
         return (f"Approach 3 (parametric L = E + A/N^α + B/D^β, {fit.n_points} runs"
                 f"{', NOT converged' if not fit.converged else ''}): E={v('E', '.4g')}, A={v('A', '.4g')}, "
-                f"B={v('B', '.4g')}, α={v('alpha', '.3f')}, β={v('beta', '.3f')}; N_opt ∝ C^{v('a', '.3f')}")
+                f"B={v('B', '.4g')}, α={v('alpha', '.3f')}, β={v('beta', '.3f')}; N_opt ∝ C^{self._exponent_3(v)}")
+
+    def _exponent_3(self, v: Any) -> str:
+        """Approach 3's N_opt exponent: β/(α+β) under 6·N·D, β/(α+bβ) under a measured cost c·N^b."""
+        an = self.analysis
+        if an.cost.accounting == FLOPS_6ND or "a" in set(not_identified(an)):
+            return v("a", ".3f")
+        p = approach_estimates(an, "approach_3", 1.0)
+        return f"{p['exponent_a']:.3f}" + _range(*(p.get("exponent_a_ci") or (math.nan, math.nan)), digits=3)
 
     def _repr_html_(self) -> str:
         """Notebooks: the findings, the headline choice and the Chinchilla table (escaped: ids come from files)."""

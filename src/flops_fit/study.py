@@ -21,7 +21,14 @@ from typing import Any, Callable, Mapping
 from flops_fit.analysis import CONFIDENCE, N_BOOTSTRAP  # noqa: F401  (re-exported for the front ends)
 from flops_fit.contract import ModelContract, check_model
 from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
-from flops_fit.planning import PlanSettings, SweepPlan, _jsonable, make_budgets
+from flops_fit.planning import (
+    PARAM_COUNT_NON_EMBEDDING,
+    PARAM_COUNTS,
+    PlanSettings,
+    SweepPlan,
+    _jsonable,
+    make_budgets,
+)
 from flops_fit.training.config import TrainConfig
 from flops_fit.training.mock import MockLaw
 from flops_fit.validation import check_callable, check_choice, check_int, check_number
@@ -327,6 +334,8 @@ def plan_settings(planning: Mapping[str, Any] | PlanSettings | None, model: Mode
     for name in ("num_model_sizes", "size_multiple", "size_min", "size_max", "min_steps"):
         if name in p:
             check_int(p[name], name, min=1)
+    if "param_count" in p:
+        check_choice(p["param_count"], "param_count", PARAM_COUNTS)
     settings = PlanSettings(**p)
     if probe is not None:
         check_int(probe, "probe_size", min=1, what="a size value for the contract probe")
@@ -537,6 +546,8 @@ def resolve_study(
     loss_fn, loss_name = _loss(loss, sweep_model) if mode == "local" else (None, None)
     m = sweep_model
     m.model_kwargs = check_model(m.factory, m.size_param, m.model_kwargs, probe).model_kwargs
+    if settings.param_count == PARAM_COUNT_NON_EMBEDDING:
+        m.check_non_embedding(probe)
     spec = StudySpec(model=m, mode=mode, seed=seed, settings=settings,
                      probe_size=probe, flops_accounting=flops_accounting, train_config=tc, budgets=budgets,
                      mock_law=(mock_law or MockLaw()) if mode == "mock" else None, data=data, loss_fn=loss_fn,

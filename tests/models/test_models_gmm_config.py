@@ -153,3 +153,20 @@ def test_the_design_s_nested_config_and_its_factory(tmp_path):
     save_model(m, m.ff_config, tmp_path / "ckpt")
     back = create_model_from_config(tmp_path / "ckpt")  # the same factory loads a checkpoint
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), back.state_dict().values()))
+
+
+def test_a_sweep_over_a_repeated_model_plans_with_measured_flops(tmp_path):
+    """Planned by measured FLOPs, the twice-applied blocks cost twice per point, so at the same size each run
+    gets about half the points of the plain model, and each run's planned compute is its budget."""
+    common = dict(model_kwargs={"n_layers": 2, "use_flash_attn": False}, dataset="gmm",
+                  data_options={"points_per_set": 16}, compute_budgets=[1e9, 3e9], train=False,
+                  estimate_cost=False, num_model_sizes=5, flops_accounting="measured")
+    plain = ff.find_optimal("gmm", **common, output_dir=tmp_path / "one")
+    rep = {**common, "model_kwargs": {**common["model_kwargs"], "layer_repetition": 2}}
+    twice = ff.find_optimal("gmm", **rep, output_dir=tmp_path / "two")
+    d1 = {(e.compute_budget, e.size_value): e.num_tokens for e in plain.runnable}
+    d2 = {(e.compute_budget, e.size_value): e.num_tokens for e in twice.runnable}
+    shared = sorted(set(d1) & set(d2))
+    assert shared and all(1.6 < d1[k] / d2[k] < 2.05 for k in shared)
+    assert all(e.flops == pytest.approx(e.compute_budget, rel=1e-12) for e in twice.runnable)
+    assert ff.SweepPlan.load(str(tmp_path / "two" / "sweep.json")).flops_accounting == "measured"

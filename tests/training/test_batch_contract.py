@@ -96,9 +96,13 @@ def test_the_cost_estimate_is_in_the_plan_a_user_inspects_and_uses_the_runs_thre
     assert "estimated wall time:" in plan.summary() and "with 1 thread(s)" in plan.summary()
 
 
-def test_each_run_records_its_estimate_beside_its_wall_time(tmp_path):
-    res = ff.find_optimal(TinyLM, "d_model", dataset=TokenData(256), loss_fn=lm_loss, output_dir=tmp_path,
-                          n_bootstrap=0, **KW)
+def test_each_run_records_its_estimate_beside_its_wall_time(tmp_path, monkeypatch):
+    from flops_fit import api
+
+    monkeypatch.setattr(api, "LONG_SWEEP_S", 0.0)  # every sweep is "long": announced even with progress=False
+    with pytest.warns(UserWarning, match=r"the sweep is estimated at \d+ s .* for \d+ runs; training starts now"):
+        res = ff.find_optimal(TinyLM, "d_model", dataset=TokenData(256), loss_fn=lm_loss, output_dir=tmp_path,
+                              n_bootstrap=0, **KW)
     est = res.plan.cost_estimate["per_experiment"]
     for r in res.records:
         assert r.details["estimated_wall_time_s"] == pytest.approx(est[r.experiment_id])

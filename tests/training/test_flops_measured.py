@@ -117,3 +117,47 @@ def test_an_embedding_heavy_tiny_lm_is_told_that_6nd_overcounts_it(tmp_path):
     assert [w for w in caught if "misstates" in str(w.message)]
     mlp = [g for g in plan.flops_check]  # the larger model is closer to 6N: embeddings matter less
     assert mlp[1]["ratio_to_6N"] > mlp[0]["ratio_to_6N"]
+
+
+def test_measured_accounting_plans_each_d_so_every_run_spends_its_budget(tmp_path):
+    """The conv net costs ~64x its 6·N per sample: planned by measured FLOPs, each run's own FlopCounterMode
+    count at train time equals its budget, and every output says how compute was counted."""
+    import json
+
+    import flops_fit as ff
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 1, 64, generator=g)
+    data = TensorDataset(x, x.abs().mean(dim=2))
+    kw = dict(dataset=data, loss_fn=lambda out, y: ((out - y) ** 2).mean(), compute_budgets=[3e8, 1e9],
+              num_model_sizes=3, span_decades=0.4, size_max=256, train_config={"batch_size": 16},
+              flops_accounting="measured", n_bootstrap=20)
+    plan = ff.find_optimal(Conv1DNet, "channels", **kw, output_dir=tmp_path / "plan", train=False)
+    assert "(measured: FlopCounterMode FLOPs per data unit" in plan.summary()
+    for e in plan.runnable:  # D = C / measured FLOPs per unit, ~64x fewer samples than 6·N·D would plan
+        assert e.flops_per_unit is not None and 40 < e.flops_per_unit / (6 * e.num_params) < 80
+        assert e.flops == pytest.approx(e.compute_budget, rel=1e-12)
+    res = ff.find_optimal(Conv1DNet, "channels", **kw, output_dir=tmp_path / "run")
+    assert [e.experiment_id for e in res.plan.runnable] == [e.experiment_id for e in plan.runnable]
+    assert len(res.records) == len(plan.runnable) >= 6
+    for r in res.records:
+        assert r.flops_method == "measured"
+        assert r.details["flops_measured"] == pytest.approx(r.compute_budget, rel=0.05)
+    cost = res.analysis.cost
+    assert cost.accounting == "measured" and 40 < cost.c * 1000 ** cost.b / 6000 < 80
+    p = res.predict(1e9, "approach_2")
+    assert cost.per_unit(p["optimal_params"]) * p["optimal_tokens"] == pytest.approx(1e9, rel=1e-9)
+    assert "measured FLOPs per data unit" in res.chinchilla_table() and "Compute is measured FLOPs" in res.summary()
+    saved = json.loads((tmp_path / "run" / "analysis" / "scaling_laws.json").read_text())
+    assert saved["cost_model"]["accounting"] == "measured" and saved["flops_accounting"] == "measured"
+    again = ff.Result.load(tmp_path / "run")  # the reload plans nothing and reads the accounting from sweep.json
+    assert again.analysis.cost == cost
+
+
+def test_measured_accounting_without_data_to_measure_on_is_refused(tmp_path):
+    import flops_fit as ff
+
+    with pytest.raises(ValueError, match="flops_accounting: 'measured' plans each D by the model's FLOPs measured"):
+        ff.find_optimal("gpt", mode="mock", compute_budgets=[1e15, 1e16], flops_accounting="measured",
+                        output_dir=tmp_path, train=False)

@@ -39,6 +39,7 @@ from flops_fit.analysis.isoflop import (
     fit_isoflop,
 )
 from flops_fit.analysis.outliers import DEFAULT_Z_THRESHOLD, flag_outliers
+from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED, SIX_ND, CostModel, fit_cost_model
 from flops_fit.analysis.stored import reuse_isoflop, reuse_parametric, samples_key, samples_to_dict
 from flops_fit.analysis.parametric import (
     PARAM_NAMES,
@@ -51,6 +52,7 @@ ANALYSIS_SCHEMA = 1
 ANALYSIS_KIND = "flops-fit/scaling-laws"
 CI_KEYS = ("optimal_params_ci", "optimal_tokens_ci", "expected_loss_ci", "tokens_per_param_ci", "exponent_a_ci")
 MIN_POINTS_APPROACH_3 = 8  # 5 free parameters: fewer points cannot pin the surface down
+COST_FIT_WARN = 0.05  # a measured cost c·N^b further than this from a run's own C/D is reported
 
 
 #: bootstrap resamples and interval level of every analysis unless asked otherwise (written once: the library,
@@ -69,6 +71,8 @@ class AnalysisOptions:
     confidence: float = CONFIDENCE
     outlier_threshold: float = DEFAULT_Z_THRESHOLD
     n_jobs: int = -1
+    #: how the runs' compute was counted: "6ND", or "measured" (the cost c·N^b is then fitted to the runs)
+    flops_accounting: str = FLOPS_6ND
 
 
 @dataclass
@@ -86,6 +90,7 @@ class Analysis:
     evidence: Evidence | None = None  # in-sample agreement, back-tests, and the headline choice
     findings: list[Finding] = field(default_factory=list)  # structured doubts, most severe first
     samples_key: str = ""  # what the bootstrap samples were drawn from (see analysis.stored)
+    cost: CostModel = SIX_ND  # how an N_opt's D_opt spends C (see flops.CostModel)
 
     def samples_dict(self) -> dict[str, Any]:
         """The bootstrap samples, for scaling_laws.json (a reload reuses them)."""
@@ -162,6 +167,7 @@ def analyze(
     outlier_threshold: float = DEFAULT_Z_THRESHOLD,
     n_jobs: int = -1,
     stored_samples: Mapping[str, Any] | None = None,
+    flops_accounting: str = FLOPS_6ND,
 ) -> Analysis:
     """Fit every approach to a runs table (columns compute_budget, N, D, loss[, status, initial_loss]).
 
@@ -169,16 +175,30 @@ def analyze(
     answer, intervals included, does not depend on the order records were written in.
     `stored_samples` (the ``bootstrap_samples`` of a saved analysis) are reused instead of
     resampling again when they belong to exactly this table and these options.
+    `flops_accounting="measured"`: the runs' D were planned by measured FLOPs per data
+    unit; the cost c·N^b is fitted to the runs' own (N, D, C) and every D_opt and
+    compute-optimal allocation spends C under it instead of 6·N·D.
     """
     if not isinstance(n_bootstrap, int) or n_bootstrap < 0:
         raise ValueError(f"n_bootstrap: expected a non-negative integer, found {n_bootstrap!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: expected a number in (0, 1), found {confidence!r}")
-    opts = AnalysisOptions(exclude_outliers, n_bootstrap, seed, confidence, outlier_threshold, n_jobs)
+    if flops_accounting not in (FLOPS_6ND, FLOPS_MEASURED):
+        raise ValueError(f"flops_accounting: expected {FLOPS_6ND!r} or {FLOPS_MEASURED!r}, found {flops_accounting!r}")
+    opts = AnalysisOptions(exclude_outliers, n_bootstrap, seed, confidence, outlier_threshold, n_jobs,
+                           flops_accounting)
     table = flag_basic_outliers(canonical_order(df))
+    cost = SIX_ND
+    if flops_accounting == FLOPS_MEASURED:
+        if "compute_budget" not in table.columns:
+            raise ValueError("flops_accounting: 'measured' needs each run's compute budget (column compute_budget)")
+        cost = fit_cost_model(table["N"], table["D"], table["compute_budget"])
     key = samples_key(table, dataclasses.asdict(opts))
     notes: list[str] = []
     fit, boot, note = _approach_3(table, opts, stored_samples, key)
+    if cost.max_rel_error > COST_FIT_WARN:
+        notes.append(f"the measured cost per data unit is not a power law of N over these runs: {cost.describe()}; "
+                     "D_opt and the Approach 3 allocation are off by up to that much")
     if note:
         notes.append(note)
 
@@ -186,7 +206,7 @@ def analyze(
     used = table[~table["outlier"]] if exclude_outliers else table[np.isfinite(table["loss"])]
     iso, iso_boot = None, None
     try:
-        iso = fit_isoflop(used)
+        iso = fit_isoflop(used, cost)
     except ValueError as exc:
         if fit is None:
             raise
@@ -202,7 +222,7 @@ def analyze(
     if n_out:
         notes.append(f"{n_out} run(s) flagged as outliers and {'excluded from' if exclude_outliers else 'kept in'} "
                      "the fits (see the outliers list)")
-    analysis = Analysis(iso, table, opts, fit, note, boot, iso_boot, notes, samples_key=key)
+    analysis = Analysis(iso, table, opts, fit, note, boot, iso_boot, notes, samples_key=key, cost=cost)
     analysis.evidence = gather(analysis, used)
     found = evidence_findings(analysis) + failure_findings(table)
     top = analysis.budgets[-1]
@@ -261,14 +281,18 @@ def approach_estimates(analysis: Analysis, approach: str, compute: float) -> dic
         fit = analysis.parametric
         if fit is None:
             raise ValueError("approach: Approach 3 was not fitted for this sweep (" + analysis.parametric_note + ")")
-        n, d = fit.optimal_allocation(compute)
+        cost = analysis.cost
+        n, d = fit.optimal_allocation(compute, cost)
         n, d = float(n), float(d)
         out: dict[str, Any] = {"optimal_params": n, "optimal_tokens": d,
-                               "expected_loss": float(fit.predict_loss(n, d)), "exponent_a": fit.a}
+                               "expected_loss": float(fit.predict_loss(n, d)),
+                               "exponent_a": float(cost.parametric_exponent(fit.alpha, fit.beta))}
         b = analysis.bootstrap
         if b is not None and len(b.samples):
-            n_s, d_s, l_s, _ = b.samples_at(compute)[:, 0].T
-            out.update(_cis(n_s, d_s, l_s, b.samples[:, PARAM_NAMES.index("a")], conf))
+            n_s, d_s, l_s, _ = b.samples_at(compute, cost)[:, 0].T
+            a_s = cost.parametric_exponent(b.samples[:, PARAM_NAMES.index("alpha")],
+                                           b.samples[:, PARAM_NAMES.index("beta")])
+            out.update(_cis(n_s, d_s, l_s, a_s, conf))
         if b is not None:
             out["resamples"] = (int(len(b.samples)) - b.n_not_converged, b.n_resamples)
     else:
@@ -282,7 +306,7 @@ def approach_estimates(analysis: Analysis, approach: str, compute: float) -> dic
         b2 = analysis.isoflop_bootstrap
         if b2 is not None:
             n_s = b2.n_opt_samples(compute)
-            out.update(_cis(n_s, compute / (6.0 * n_s), b2.loss_samples(compute), b2.n_exponent, conf))
+            out.update(_cis(n_s, analysis.cost.units(compute, n_s), b2.loss_samples(compute), b2.n_exponent, conf))
             out["resamples"] = (b2.n_ok, b2.n_resamples)
     with np.errstate(all="ignore"):  # a degenerate fit's N of 0 gives inf, flagged by the findings, not a crash
         out["tokens_per_param"] = float(np.float64(out["optimal_tokens"]) / out["optimal_params"])
@@ -297,9 +321,10 @@ def optimum_curves(analysis: Analysis, approach: str, grid: np.ndarray) -> tuple
     grid = np.asarray(grid, dtype=float)
     if approach == "approach_3":
         fit, b = analysis.parametric, analysis.bootstrap
-        n, _ = fit.optimal_allocation(grid)
-        point = np.vstack([n, fit.optimal_loss(grid)])
-        samples = None if b is None or not len(b.samples) else np.moveaxis(b.samples_at(grid)[:, :, [0, 2]], 2, 1)
+        n, _ = fit.optimal_allocation(grid, analysis.cost)
+        point = np.vstack([n, fit.optimal_loss(grid, analysis.cost)])
+        samples = None if b is None or not len(b.samples) else \
+            np.moveaxis(b.samples_at(grid, analysis.cost)[:, :, [0, 2]], 2, 1)
         return point, samples
     iso, b2 = analysis.isoflop, analysis.isoflop_bootstrap
     if iso is None:

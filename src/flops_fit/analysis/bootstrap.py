@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flops_fit.flops import SIX_ND, CostModel
 from flops_fit.analysis.data_io import load_fit_data, read_table
 from flops_fit.analysis.outliers import DEFAULT_Z_THRESHOLD
 from flops_fit.analysis.parametric import (
@@ -134,9 +135,10 @@ class BootstrapResult:
         j = self._target_index(C)
         return percentile_interval(self.target_samples[:, j, TARGET_NAMES.index(name)], self._conf(confidence))
 
-    def samples_at(self, C: Any) -> np.ndarray:
-        """TARGET_NAMES of every resample at any budget(s) C, not only ``targets``: (n_ok, len(C), 4)."""
-        return _target_values(self.samples, np.atleast_1d(np.asarray(C, dtype=float)))
+    def samples_at(self, C: Any, cost: CostModel | None = None) -> np.ndarray:
+        """TARGET_NAMES of every resample at any budget(s) C, not only ``targets``: (n_ok, len(C), 4);
+        the allocation spends C under `cost` (6·N·D when None)."""
+        return _target_values(self.samples, np.atleast_1d(np.asarray(C, dtype=float)), cost)
 
     def intervals(self, confidence: float | None = None) -> pd.DataFrame:
         """Table: one row per parameter with the full-data estimate and the interval."""
@@ -195,7 +197,7 @@ def _params_from_theta(theta: np.ndarray) -> np.ndarray:
         return np.column_stack([E, A, B, al, be, be / s, al / s, G])
 
 
-def _target_values(params: Any, targets: np.ndarray) -> np.ndarray:
+def _target_values(params: Any, targets: np.ndarray, cost: CostModel | None = None) -> np.ndarray:
     """TARGET_NAMES at each budget of ``targets``: (len(targets), 4) for one parameter set
     (dict or PARAM_NAMES row), (k, len(targets), 4) for a (k, 8) array of PARAM_NAMES rows."""
     if isinstance(params, dict):
@@ -204,8 +206,11 @@ def _target_values(params: Any, targets: np.ndarray) -> np.ndarray:
         rows = np.asarray(params, dtype=float)
         p = {name: rows[..., i, None] for i, name in enumerate(PARAM_NAMES)}
     with np.errstate(all="ignore"):
-        N = p["G"] * (targets / 6.0) ** p["a"]
-        D = targets / (6.0 * N)
+        if cost is None or cost == SIX_ND:
+            N = p["G"] * (targets / 6.0) ** p["a"]
+            D = targets / (6.0 * N)
+        else:
+            N, D = cost.parametric_optimum(targets, p["E"], p["A"], p["B"], p["alpha"], p["beta"])
         L = p["E"] + p["A"] * N ** (-p["alpha"]) + p["B"] * D ** (-p["beta"])
         return np.stack([N, D, L, D / N], axis=-1)
 

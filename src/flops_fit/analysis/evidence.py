@@ -193,7 +193,8 @@ def in_sample_agreement(analysis: Analysis) -> list[BudgetAgreement]:
             s = boot.vertex_samples(o.compute_budget)
             if np.isfinite(s).sum() >= 2:
                 ci = percentile_interval(s, conf)
-        n3 = float(fit.optimal_allocation(o.compute_budget)[0]) if fit is not None and fit.converged else None
+        n3 = float(fit.optimal_allocation(o.compute_budget, analysis.cost)[0]) \
+            if fit is not None and fit.converged else None
         out.append(BudgetAgreement(o.compute_budget, o.n_opt, ci, trusted(o), n3))
     return out
 
@@ -236,7 +237,7 @@ def backtest(analysis: Analysis, used: pd.DataFrame) -> list[BacktestCase]:
 
 
 def _approach_2_predictor(train: pd.DataFrame, analysis: Analysis):
-    sub = fit_isoflop(train)
+    sub = fit_isoflop(train, analysis.cost)
     return lambda c: (float(sub.n_opt_fit(c)), float(sub.l_opt_fit(c)))
 
 
@@ -259,8 +260,8 @@ def _approach_3_predictor(train: pd.DataFrame, analysis: Analysis):
         return None
 
     def predict(c: float) -> tuple[float, float]:
-        n, _ = sub.optimal_allocation(c)
-        return float(n), float(sub.optimal_loss(c))
+        n, _ = sub.optimal_allocation(c, analysis.cost)
+        return float(n), float(sub.optimal_loss(c, analysis.cost))
 
     return predict
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
+from flops_fit.flops import SIX_ND, CostModel
 from flops_fit.planning import MIN_SIZES_PER_BUDGET  # the planner's rule: a bracketed minimum needs 3 sizes
 
 EDGE_FRACTION = 0.1  # a vertex within 10% of the sampled log-N range from an end is "near the edge"
@@ -77,6 +78,7 @@ class IsoFLOPAnalysis:
     d_opt_fit: PowerLaw
     l_opt_fit: LossLaw
     warnings: list[str] = field(default_factory=list)
+    cost: CostModel = SIX_ND  # how D_opt follows from N_opt: C = 6·N·D, or a measured c·N^b·D
 
     @property
     def optimal_ratio(self) -> float:
@@ -86,7 +88,7 @@ class IsoFLOPAnalysis:
     def predict(self, compute: float) -> dict[str, float]:
         n = float(self.n_opt_fit(compute))
         with np.errstate(all="ignore"):  # a degenerate law's N of 0 or inf: inf/nan, judged downstream
-            d = float(np.float64(compute) / (6.0 * n))
+            d = float(self.cost.units(compute, n))
         return {
             "target_compute": float(compute),
             "optimal_params": n,
@@ -103,6 +105,7 @@ class IsoFLOPAnalysis:
             "optimal_points": [asdict(o) | {"tokens_per_param": o.tokens_per_param} for o in self.optima],
             "optimal_ratio": self.optimal_ratio,
             "warnings": list(self.warnings),
+            "cost_model": self.cost.to_dict(),
         }
 
     @classmethod
@@ -118,6 +121,7 @@ class IsoFLOPAnalysis:
                 d_opt_fit=PowerLaw(**d["d_opt_fit"]),
                 l_opt_fit=LossLaw(**d["l_opt_fit"]),
                 warnings=list(d.get("warnings", [])),
+                cost=CostModel(**d["cost_model"]) if d.get("cost_model") else SIX_ND,
             )
         except KeyError as exc:
             raise ValueError(f"{source}: required field {exc.args[0]!r} is missing") from None
@@ -136,7 +140,7 @@ def _show_exp(x: float) -> str:
     return f"{math.exp(x):.3g}" if abs(x) < 700 else f"e^{x:.4g}"
 
 
-def fit_budget(compute_budget: float, n: np.ndarray, loss: np.ndarray) -> BudgetOptimum:
+def fit_budget(compute_budget: float, n: np.ndarray, loss: np.ndarray, cost: CostModel = SIX_ND) -> BudgetOptimum:
     """Vertex of a parabola in ln N; the best sampled point, flagged, when there is no usable vertex."""
     order = np.argsort(n)
     n, loss = np.asarray(n, float)[order], np.asarray(loss, float)[order]
@@ -147,7 +151,7 @@ def fit_budget(compute_budget: float, n: np.ndarray, loss: np.ndarray) -> Budget
         return BudgetOptimum(
             compute_budget=compute_budget,
             n_opt=float(n[best]),
-            d_opt=compute_budget / (6.0 * n[best]),
+            d_opt=float(cost.units(compute_budget, n[best])),
             loss_opt=float(loss[best]),
             n_points=len(n),
             method="best_sampled",
@@ -187,7 +191,7 @@ def fit_budget(compute_budget: float, n: np.ndarray, loss: np.ndarray) -> Budget
     return BudgetOptimum(
         compute_budget=compute_budget,
         n_opt=n_opt,
-        d_opt=compute_budget / (6.0 * n_opt),
+        d_opt=float(cost.units(compute_budget, n_opt)),
         loss_opt=float(np.polyval([c2, c1, c0], xv)),
         n_points=len(n),
         method="parabola",
@@ -249,8 +253,9 @@ def fit_loss_law(c: np.ndarray, loss: np.ndarray) -> LossLaw:
     )
 
 
-def fit_isoflop(df: pd.DataFrame) -> IsoFLOPAnalysis:
-    """Approach 2 on a table with columns compute_budget, N, loss (rows already filtered to usable runs)."""
+def fit_isoflop(df: pd.DataFrame, cost: CostModel = SIX_ND) -> IsoFLOPAnalysis:
+    """Approach 2 on a table with columns compute_budget, N, loss (rows already filtered to usable runs);
+    each D_opt spends its C under `cost`."""
     missing = [c for c in ("compute_budget", "N", "loss") if c not in df.columns]
     if missing:
         raise ValueError(f"data: expected columns compute_budget, N, loss; missing {missing}")
@@ -263,7 +268,7 @@ def fit_isoflop(df: pd.DataFrame) -> IsoFLOPAnalysis:
         if k < MIN_SIZES_PER_BUDGET:
             skipped.append(f"{float(budget):.3g} ({k})")
             continue
-        o = fit_budget(float(budget), group["N"].to_numpy(float), group["loss"].to_numpy(float))
+        o = fit_budget(float(budget), group["N"].to_numpy(float), group["loss"].to_numpy(float), cost)
         optima.append(o)
         if o.warning:
             notes.append(o.warning)
@@ -278,9 +283,10 @@ def fit_isoflop(df: pd.DataFrame) -> IsoFLOPAnalysis:
     c = np.array([o.compute_budget for o in optima])
     n_opt = np.array([o.n_opt for o in optima])
     n_fit = fit_power_law(c, n_opt)
-    # D_opt follows from N_opt through C = 6 N D: k_D = 1/(6 k_N), b = 1 - a.
-    d_pts = c / (6.0 * n_opt)
-    k_d, b = 1.0 / (6.0 * n_fit.coefficient_k), 1.0 - n_fit.exponent_a
+    # D_opt follows from N_opt through C = c N^b D (6·N: c=6, b=1): k_D = 1/(c k_N^b), exponent 1 - a b.
+    d_pts = cost.units(c, n_opt)
+    k_d = 1.0 / (cost.c * n_fit.coefficient_k ** cost.b)
+    b = 1.0 - n_fit.exponent_a * cost.b
     d_fit = PowerLaw(k_d, b, _r_squared(np.log(d_pts), np.log(k_d * c**b)))
     l_fit = fit_loss_law(c, np.array([o.loss_opt for o in optima]))
     if l_fit.note:
@@ -291,7 +297,8 @@ def fit_isoflop(df: pd.DataFrame) -> IsoFLOPAnalysis:
             f"{n_bad} of {len(optima)} budgets did not bracket their optimum; their points are the best "
             "sampled sizes and bias the exponent"
         )
-    return IsoFLOPAnalysis(optima=optima, n_opt_fit=n_fit, d_opt_fit=d_fit, l_opt_fit=l_fit, warnings=notes)
+    return IsoFLOPAnalysis(optima=optima, n_opt_fit=n_fit, d_opt_fit=d_fit, l_opt_fit=l_fit, warnings=notes,
+                           cost=cost)
 
 
 @dataclass

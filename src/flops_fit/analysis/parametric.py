@@ -39,6 +39,7 @@ import pandas as pd
 from scipy.optimize import minimize, nnls
 
 from flops_fit.analysis.data_io import FitData, load_fit_data, show
+from flops_fit.flops import SIX_ND, CostModel
 from flops_fit.analysis.outliers import (
     DEFAULT_MIN_SCALE,
     DEFAULT_Z_THRESHOLD,
@@ -426,19 +427,23 @@ class ParametricFit:
         out = self.E + self.A * N ** (-self.alpha) + self.B * D ** (-self.beta)
         return float(out) if out.ndim == 0 else out
 
-    def optimal_allocation(self, C: Any) -> tuple[Any, Any]:
-        """Closed-form compute-optimal (N_opt, D_opt) with 6 N_opt D_opt = C exactly."""
+    def optimal_allocation(self, C: Any, cost: CostModel | None = None) -> tuple[Any, Any]:
+        """Closed-form compute-optimal (N_opt, D_opt) spending C exactly: 6 N_opt D_opt = C, or
+        c N_opt^b D_opt = C under a measured `cost`."""
         C = _check_budget(C, "C")
         with np.errstate(all="ignore"):
-            N_opt = np.float64(self.G) * (np.asarray(C, dtype=float) / 6.0) ** self.a
-            D_opt = C / (6.0 * N_opt)
+            if cost is None or cost == SIX_ND:
+                N_opt = np.float64(self.G) * (np.asarray(C, dtype=float) / 6.0) ** self.a
+                D_opt = C / (6.0 * N_opt)
+            else:
+                N_opt, D_opt = cost.parametric_optimum(C, self.E, self.A, self.B, self.alpha, self.beta)
         if np.ndim(N_opt) == 0:
             return float(N_opt), float(D_opt)
         return N_opt, D_opt
 
-    def optimal_loss(self, C: Any) -> np.ndarray | float:
+    def optimal_loss(self, C: Any, cost: CostModel | None = None) -> np.ndarray | float:
         """Predicted loss at the compute-optimal allocation for budget C."""
-        N_opt, D_opt = self.optimal_allocation(C)
+        N_opt, D_opt = self.optimal_allocation(C, cost)
         return self.predict_loss(N_opt, D_opt)
 
     def residuals(self, N: Any, D: Any, loss: Any) -> np.ndarray:

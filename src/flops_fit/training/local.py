@@ -306,34 +306,55 @@ def run_precision(run_fn: Any) -> str | None:
 FLOPS_GAP_WARN = 1.5
 
 
-def flops_gap(plan: Any, model_factory: Callable[..., torch.nn.Module], size_param: str,
-              model_kwargs: dict[str, Any], dataset: Any, loss_fn: Callable[..., Any], info: DataInfo,
-              *, max_params: float = 5e8) -> list[dict[str, float]]:
-    """Measured FLOPs per data unit (FlopCounterMode, one forward+backward of a 2-sample probe batch on the CPU)
-    against 6·N at the plan's smallest and largest runnable size (sizes above `max_params` are skipped: too
-    big to build on the CPU just to count). Small models, shared weights (convolutions, repeated layers) and
-    samples of many positions are where 6·N·D is far off."""
-    from flops_fit import flops as flops_mod
-    from flops_fit.training.trainer import compute_loss
+class FlopsProbe:
+    """Measured training FLOPs per data unit at any size value (FlopCounterMode, one forward+backward of a
+    2-sample probe batch on the CPU), cached per size. None where it cannot be measured: sizes above
+    `max_params` (too big to build on the CPU just to count) or a model the counter cannot run."""
 
-    source = DataSource(dataset, name="dataset")
-    batch = source.collate(source.first_samples(2))
-    units = float(units_per_item(batch, info).sum())
+    def __init__(self, model_factory: Callable[..., torch.nn.Module], size_param: str, model_kwargs: dict[str, Any],
+                 dataset: Any, loss_fn: Callable[..., Any], info: DataInfo, count_params: Callable[[int], int],
+                 *, max_params: float = 5e8) -> None:
+        source = DataSource(dataset, name="dataset")
+        self.batch = source.collate(source.first_samples(2))
+        self.units = float(units_per_item(self.batch, info).sum())
+        self.factory, self.size_param, self.kwargs = model_factory, size_param, dict(model_kwargs)
+        self.loss_fn, self.signature, self.count, self.max_params = loss_fn, info.loss_signature, count_params, max_params
+        self.cache: dict[int, float | None] = {}
+        self.unit_name = str(info.units).rstrip("s") or "unit"
+
+    def __call__(self, value: int) -> float | None:
+        if value not in self.cache:
+            self.cache[value] = self._measure(int(value))
+        return self.cache[value]
+
+    def _measure(self, value: int) -> float | None:
+        from flops_fit import flops as flops_mod
+        from flops_fit.training.trainer import compute_loss
+
+        if self.count(value) > self.max_params:
+            return None
+        try:
+            with torch.random.fork_rng(devices=[]):  # building and counting leave the caller's RNG as it was
+                model = self.factory(**{**self.kwargs, self.size_param: value})
+
+                def step() -> None:
+                    _, loss = compute_loss(self.loss_fn, call_model(model, self.batch), self.batch, self.signature)
+                    loss.backward()
+
+                return flops_mod.measured_flops_per_unit(step, self.units)
+        except Exception:  # noqa: BLE001 - a size that cannot be counted is flagged, never a crash
+            return None
+
+
+def flops_gap(plan: Any, probe: FlopsProbe) -> list[dict[str, float]]:
+    """Measured FLOPs per data unit against 6·N at the plan's smallest and largest runnable size. Small
+    models, shared weights (convolutions, repeated layers) and samples of many positions are where 6·N·D
+    is far off."""
     sizes = sorted({(e.num_params, e.size_value) for e in plan.runnable})
     out = []
     for n, value in dict.fromkeys([sizes[0], sizes[-1]]) if sizes else []:
-        if n > max_params:
-            continue
-        model = model_factory(**{**dict(model_kwargs), size_param: value})
-
-        def step() -> None:
-            _, loss = compute_loss(loss_fn, call_model(model, batch), batch, info.loss_signature)
-            loss.backward()
-
-        try:
-            with torch.random.fork_rng(devices=[]):
-                fpu = flops_mod.measured_flops_per_unit(step, units)
-        except Exception:  # noqa: BLE001 - a diagnostic, never a reason to refuse a plan
-            continue
-        out.append({"N": float(n), "size_value": float(value), "flops_per_unit": fpu, "ratio_to_6N": fpu / (6.0 * n)})
+        fpu = probe(value)
+        if fpu is not None:
+            out.append({"N": float(n), "size_value": float(value), "flops_per_unit": fpu,
+                        "ratio_to_6N": fpu / (6.0 * n)})
     return out
