@@ -12,10 +12,11 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def run_block(heading: str, index: int = 0) -> tuple[str, dict]:
-    """Execute a README block as written: (what it printed, its namespace)."""
+def run_block(heading: str, index: int = 0, ns: dict | None = None) -> tuple[str, dict]:
+    """Execute a README block as written (in `ns`: a later block of the same section goes on from the first):
+    (what it printed, its namespace)."""
     out = io.StringIO()
-    ns: dict = {}
+    ns = {} if ns is None else ns
     with contextlib.redirect_stdout(out):
         exec(compile(python_block(heading, index), "README.md", "exec"), ns)
     return out.getvalue(), ns
@@ -47,6 +48,11 @@ def test_use_it_as_a_library_block_runs_a_real_sweep(tmp_path, monkeypatch):
     # a 15-run toy sweep cannot pin N_opt 1000x beyond its data, and the report must say so
     assert "not informative" in text
     assert (tmp_path / "runs" / "my-sweep" / "plots" / "scaling_laws.png").stat().st_size > 10_000
+
+    printed, ns = run_block("## Use it as a library", 1, ns)  # tracked, own loop, Hugging Face: one call each
+    n, m, name = printed.split()
+    assert int(n) >= 10 and int(m) >= 10 and name == "transformers.LlamaForCausalLM"
+    assert ns["own_loop"].run_settings["train_fn"].endswith("my_train")
 
 
 def test_your_own_training_loop_block_trains_with_the_users_function(tmp_path, monkeypatch):
@@ -97,3 +103,11 @@ def test_make_demo_brackets_its_minima_and_gives_a_sensible_exponent(tmp_path):
     assert sum(o.in_range for o in res.analysis.isoflop.optima) >= 2  # brackets >= 2 of its 3 budgets
     assert 0.2 < res.predict(1e12)["exponent_a"] < 0.8
     assert "estimated wall time:" in proc.stdout.split("DISAGREE")[0]  # the estimate comes before training
+
+
+def test_trunks_and_branches_block_plans_and_runs_a_branched_design(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    printed, ns = run_block("### Spending less compute: trunks and cooldown branches")
+    assert printed.splitlines()[0].startswith("design: ") and "WSD cooldown branch(es)" in printed
+    assert printed.splitlines()[-1] == "trunk-d_model" + str(ns["result"].records[0].size_value) + " True"
+    assert ns["plan"].design["flops"]["ratio"] < 0.85

@@ -1,5 +1,5 @@
-"""Experiment tracking (#18, first part): the callback protocol, and TensorBoard event files read back with
-tensorboard's own reader, from a real sweep whose runs train in worker processes."""
+"""Experiment tracking: the callback protocol, and TensorBoard event files, MLflow's sqlite store and W&B offline
+runs read back (with their own readers), from a real sweep whose runs train in worker processes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import flops_fit as ff
 from flops_fit.tracking import Callback
 
 sys.path.insert(0, str(Path(__file__).parent / "cli"))
+sys.path.insert(0, str(Path(__file__).parent))
 import plugin_models  # noqa: E402
 
 REAL = dict(dataset=plugin_models.SequenceData(), loss_fn=plugin_models.lm_loss, compute_budgets=[3e7, 1e8],
@@ -35,7 +36,7 @@ def test_a_real_sweep_writes_one_tracked_run_per_experiment_and_a_summary(tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = ff.find_optimal(plugin_models.TinyLM, "width", **REAL, workers=2,
-                                 trackers=["tensorboard", "mlflow"], output_dir=tmp_path)
+                                 trackers=["tensorboard", "mlflow", "wandb"], output_dir=tmp_path)
     records = json.loads((tmp_path / "results.json").read_text())["records"]
     board = tmp_path / "tracking" / "tensorboard"
     assert sorted(p.name for p in board.iterdir()) == sorted([r["experiment_id"] for r in records] + ["summary"])
@@ -59,6 +60,19 @@ def test_a_real_sweep_writes_one_tracked_run_per_experiment_and_a_summary(tmp_pa
         assert run.data.params["N"] == str(r["num_params"]) and run.info.status == "FINISHED"
         assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2
     assert runs["summary"].data.metrics["exponent_a"] == pytest.approx(a, rel=1e-9)
+
+    from wandb_offline import read_run  # W&B's offline run files, read back with its own protobuf classes
+
+    wb = {x["name"]: x for x in map(read_run, (tmp_path / "tracking" / "wandb" / "wandb").glob("offline-run-*"))}
+    assert sorted(wb) == sorted([r["experiment_id"] for r in records] + ["summary"])
+    for r in records:
+        run = wb[r["experiment_id"]]
+        assert run["summary"]["val_loss"] == pytest.approx(r["final_loss"], rel=1e-9) and run["exit_code"] == 0
+        assert run["config"]["N"] == r["num_params"] and run["summary"]["status"] == "completed"
+        steps = [h["_step"] for h in run["history"] if "loss" in h]
+        assert len(steps) >= 2 and steps == sorted(steps) and steps[-1] == r["details"]["steps"]
+    assert wb["summary"]["summary"]["exponent_a"] == pytest.approx(a, rel=1e-9)
+    assert wb["summary"]["summary"]["chinchilla_table/nrows"] == len(result.chinchilla_dataframe())
 
 
 class _Events(Callback):
@@ -92,7 +106,7 @@ def test_callbacks_hear_every_run_and_a_broken_one_never_fails_the_sweep(tmp_pat
 
 
 def test_bad_trackers_are_refused_before_anything_runs(tmp_path):
-    with pytest.raises(ValueError, match=r"trackers\[0\]: expected one of tensorboard, mlflow or a Callback, found 'tb'"):
+    with pytest.raises(ValueError, match=r"trackers\[0\]: expected one of tensorboard, mlflow, wandb or a Callback, found 'tb'"):
         ff.find_optimal("gpt", compute_budgets=[1e16, 1e17], mode="mock", output_dir=tmp_path / "a", trackers=["tb"])
     with pytest.raises(TypeError, match=r"trackers\[0\]: expected a tracker name or an object with on_run_start"):
         ff.find_optimal("gpt", compute_budgets=[1e16, 1e17], mode="mock", output_dir=tmp_path / "b", trackers=[1])

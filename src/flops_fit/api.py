@@ -37,13 +37,13 @@ def find_optimal(
     num_model_sizes: int | None = None, span_decades: float | None = None,
     center_tokens_per_param: float | None = None, size_multiple: int | None = None,
     size_values: Sequence[int] | None = None, size_min: int | None = None, size_max: int | None = None,
-    probe_size: int | None = None, param_count: str | None = None,
+    probe_size: int | None = None, param_count: str | None = None, align_sizes: bool | None = None,
     # training
     mock_law: MockLaw | None = None, train_config: Any = None, val_dataset: Any = None,
     data_options: dict[str, Any] | None = None, units_per_sample: int | None = None, allow_repeat: bool = True,
     flops_accounting: str = FLOPS_6ND, estimate_cost: bool = True, executor: Any = None,
     workers: int | str = "auto", progress: bool | None = None, retry_failed: bool = False, max_retries: int = 2,
-    train_fn: Callable[..., Any] | None = None, trackers: Any = None,
+    train_fn: Callable[..., Any] | None = None, trackers: Any = None, design: str = "separate",
     # analysis
     exclude_outliers: bool = True, n_bootstrap: int = N_BOOTSTRAP, confidence: float = CONFIDENCE,
 ) -> Result | SweepPlan:
@@ -57,13 +57,10 @@ def find_optimal(
     mode="local", else a `Result`: Approach 2 and 3 fits with `n_bootstrap` seeded resamples giving
     `confidence` intervals. Transient failures are retried up to `max_retries` times (and on the next
     call); others with `retry_failed=True`. `workers`: runs at once on this machine ("auto": see
-    ``training.executors.choose_execution``). `train_fn(model, experiment, context)` replaces the
-    built-in trainer with your own loop (``flops_fit.training.user``); `trackers` ("tensorboard" or
-    ``tracking.Callback`` objects) hear of every run and of the fitted sweep. `flops_accounting`:
-    "6ND" (C = 6·N·D) or "measured" (each D planned from the model's FLOPs per data unit measured
-    with FlopCounterMode, so every run spends its budget; the analysis allocates by that cost).
-    `param_count`: "all" parameters (default) or "non_embedding" (the model's
-    ``num_params(non_embedding=True)``), recorded in sweep.json and scaling_laws.json.
+    ``training.executors.choose_execution``). `train_fn(model, experiment, context)`: your own loop
+    (``training.user``); `trackers`: names or ``tracking.Callback`` objects. `flops_accounting`: "6ND" or
+    "measured" (D planned by FlopCounterMode FLOPs per data unit); `param_count`: "all" or
+    "non_embedding"; `design`: "separate" runs or "branches" (``flops_fit.design``).
     """
     _check_options(n_bootstrap, confidence, max_retries, mock_law, mode, executor, workers)
     run = RunDir(output_dir)
@@ -72,12 +69,12 @@ def find_optimal(
     planning = dict(num_model_sizes=num_model_sizes, span_decades=span_decades,
                     center_tokens_per_param=center_tokens_per_param, size_multiple=size_multiple,
                     size_values=size_values, size_min=size_min, size_max=size_max, probe_size=probe_size,
-                    param_count=param_count)
+                    param_count=param_count, align_sizes=align_sizes)
     spec = resolve_study(
         model_cls, model_size_param, model_kwargs, dataset=dataset, val_dataset=val_dataset, loss=loss_fn,
         data_options=data_options, units_per_sample=units_per_sample, planning=planning, mode=mode, seed=seed,
         mock_law=mock_law, train_config=train_config, flops_accounting=flops_accounting, allow_repeat=allow_repeat,
-        train_fn=train_fn,
+        train_fn=train_fn, design=design,
         compute=dict(compute_budgets=compute_budgets, min_flops=min_flops, max_flops=max_flops,
                      num_budgets=num_budgets),
     )
@@ -96,10 +93,7 @@ def find_optimal(
         return plan
     if resume:  # before paying for anything: the store refuses another plan's results on opening
         ResultsStore(run.results, plan.fingerprint(), resume=True)
-    if progress is not False:
-        print(plan.summary())
-    else:
-        _say_long_estimate(plan)
+    _announce(plan, progress)
     pipeline.train(spec, plan, run.root, executor=executor, resume=resume, progress=progress, save_plan=True,
                    retry_failed=retry_failed, max_retries=max_retries, trackers=callbacks)
     result = pipeline.analyze_stage(run.root, exclude_outliers=exclude_outliers, n_bootstrap=n_bootstrap,
@@ -112,8 +106,11 @@ def find_optimal(
 LONG_SWEEP_S = 1800.0
 
 
-def _say_long_estimate(plan: SweepPlan) -> None:
-    """Without a progress display, still say once, before training, when the sweep will take long."""
+def _announce(plan: SweepPlan, progress: bool | None) -> None:
+    """The plan before training (with its estimate); without a progress display, only a long estimate."""
+    if progress is not False:
+        print(plan.summary())
+        return
     est = plan.cost_estimate or {}
     wall = float(est.get("wall_seconds", est.get("total_seconds", 0.0)) or 0.0)
     if wall > LONG_SWEEP_S:

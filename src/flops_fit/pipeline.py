@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from flops_fit import io
+from flops_fit.design import BRANCHES, plan_branches
 from flops_fit.flops import FLOPS_MEASURED
 from flops_fit.layout import RunDir
 from flops_fit.planning import PARAM_COUNT_NON_EMBEDDING, Experiment, SweepPlan, check_trainable, plan_problems, plan_sweep
@@ -74,6 +75,9 @@ def plan_stage(spec: StudySpec, output_dir: str | Path, *, workers: int | str = 
                       flops_per_unit=probe if measured else None)
     plan.flops_accounting = spec.flops_accounting
     plan.run_settings = spec.run_settings()
+    if spec.design == BRANCHES and plan.runnable:
+        plan.design = plan_branches(plan, spec.train_config,
+                                    spec.settings.units_per_step if spec.mode == "local" else None)
     if probe is not None and plan.runnable:
         _check_flops_gap(plan, probe, warn=not measured)
     prepare_execution(plan, spec, workers=workers, executor=executor, estimate_cost=estimate_cost)
@@ -142,6 +146,8 @@ def prepare_execution(plan: SweepPlan, spec: StudySpec, *, workers: int | str = 
         c = spec.model
         plan.cost_estimate = _estimate(plan, c.factory, c.size_param, c.model_kwargs, spec.data.train, spec.loss_fn,
                                        tc, units_per_sample=spec.data.units_per_sample)
+        if plan.design:
+            _design_cost(plan.cost_estimate, plan)
     if executor is not None:
         return
     free = None
@@ -162,6 +168,23 @@ def prepare_execution(plan: SweepPlan, spec: StudySpec, *, workers: int | str = 
     if est is not None:
         est["workers"] = choice["workers"]
         est["wall_seconds"] = makespan(list((est.get("per_experiment") or {}).values()), choice["workers"])
+
+
+def _design_cost(est: dict[str, Any], plan: SweepPlan) -> None:
+    """Per-run seconds of a trunk-and-branch design: each branch its cooldown's share of a separate run, and
+    the trunk (up to its last fork) charged to the branch that trains it first, its longest."""
+    per = est.get("per_experiment") or {}
+    if not per:
+        return
+    runs = {e.experiment_id: e for e in plan.runnable}
+    out = {}
+    for eid, br in plan.design["branches"].items():
+        out[eid] = per[eid] * br["branch_units"] / runs[eid].num_tokens
+    for trunk in plan.design["trunks"].values():
+        longest = trunk["branches"][-1]
+        out[longest] += per[longest] * trunk["units"] / runs[longest].num_tokens
+    est["separate_runs_seconds"] = float(sum(per.values()))
+    est["per_experiment"], est["total_seconds"] = out, float(sum(out.values()))
 
 
 def save_plan(plan: SweepPlan, run: RunDir) -> None:
@@ -229,7 +252,8 @@ def make_mock_run_fn(plan: SweepPlan) -> RunFn:
     rs = plan.run_settings
     if rs.get("mode") != "mock":
         raise ValueError(f"sweep.json: field 'run_settings.mode': expected 'mock' for the mock engine, found {rs.get('mode')!r}")
-    return functools.partial(mock_run, law=MockLaw(**rs.get("mock_law", {})), seed=int(rs.get("seed", 0)))
+    return functools.partial(mock_run, law=MockLaw(**rs.get("mock_law", {})), seed=int(rs.get("seed", 0)),
+                             **({"design": plan.design} if plan.design else {}))
 
 
 def make_run_fn(spec: StudySpec, plan: SweepPlan, output_dir: str | Path, trackers: Any = None) -> RunFn:
@@ -249,7 +273,8 @@ def _engine(spec: StudySpec, plan: SweepPlan, output_dir: str | Path, callbacks:
     """The mock law, the user's train_fn, or the built-in trainer (at the threads per run the plan chose)."""
     out = Path(output_dir)
     if spec.mode == "mock":
-        return functools.partial(mock_run, law=spec.mock_law or MockLaw(), seed=spec.seed)
+        return functools.partial(mock_run, law=spec.mock_law or MockLaw(), seed=spec.seed,
+                                 **({"design": plan.design} if plan.design else {}))
     if spec.needs_data:
         missing = "dataset" if spec.data is None else "loss_fn"
         raise ValueError(f"{missing}: expected one for real training (mode='local'), found none")
@@ -274,6 +299,7 @@ def _engine(spec: StudySpec, plan: SweepPlan, output_dir: str | Path, callbacks:
         loss_fn=spec.loss_fn, train_config=tc, output_dir=out, seed=spec.seed, val_dataset=data.val,
         flops_accounting=spec.flops_accounting, units_per_sample=data.units_per_sample,
         allow_repeat=spec.allow_repeat, data_info=spec.data_info, experiments=plan.runnable, callbacks=callbacks,
+        design=plan.design,
     )
 
 
@@ -410,7 +436,11 @@ def train_stage(
         if run.checkpoints_dir.is_dir():
             from flops_fit.training.checkpoint import cleanup_checkpoints
 
-            cleanup_checkpoints(run.root, store.done_ids(include_failed=False))
+            from flops_fit.training.branches import cleanup_trunks
+
+            done = store.done_ids(include_failed=False)
+            cleanup_checkpoints(run.root, done)
+            cleanup_trunks(run.root, plan.design, done)
     return TrainReport(new, merged=merged, skipped=skipped, results_path=store.path, moved_aside=store.moved_aside)
 
 

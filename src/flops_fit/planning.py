@@ -69,6 +69,9 @@ class PlanSettings:
     #: what N counts: "all" trainable parameters (Chinchilla), or "non_embedding" (Kaplan: without embedding
     #: tables and vocabulary-sized heads, as the model's num_params(non_embedding=True) says)
     param_count: str = PARAM_COUNT_ALL
+    #: take every budget's sizes from one log-spaced grid of N shared by all budgets, so that sizes repeat
+    #: across budgets (what a trunk-and-branch design shares); None: on for design="branches", else off
+    align_sizes: bool | None = None
 
 
 @dataclass
@@ -93,6 +96,9 @@ class SweepPlan:
     #: how many runs train at once and with how many threads ({"workers", "threads_per_run", "reason"});
     #: operational, not part of the fingerprint (see training.executors.choose_execution)
     execution: dict[str, Any] | None = None
+    #: how the points are trained when not as separate runs: trunks and cooldown branches (see flops_fit.design);
+    #: part of the fingerprint
+    design: dict[str, Any] | None = None
 
     # ---- summaries -------------------------------------------------------
     @property
@@ -149,6 +155,10 @@ class SweepPlan:
                 + (f" with {est['num_threads']} thread(s) per run" if est.get("num_threads") else "")
                 + (f" (runs {min(per):.0f}-{max(per):.0f} s each)" if per else "")
             )
+        if self.design:
+            from flops_fit.design import describe
+
+            lines.append(describe(self.design))
         if self.execution:
             lines.append(f"execution: {self.execution.get('reason', '')}")
         lines += [f"REFUSED (would not train): {p}" for p in plan_problems(self)]
@@ -198,6 +208,8 @@ class SweepPlan:
                 for e in self.experiments
             ],
         }
+        if self.design:
+            core["design"] = _jsonable(self.design)
         blob = json.dumps(core, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -219,6 +231,7 @@ class SweepPlan:
             "dropped": list(self.dropped),
             "flops_check": list(self.flops_check),
             "execution": self.execution,
+            "design": self.design,
         }
 
     @classmethod
@@ -232,6 +245,9 @@ class SweepPlan:
             raise ValueError(f"{source}: field 'experiments' has a malformed entry: {exc}") from None
         for i, e in enumerate(exps):  # ids name files and folders: checked before they touch the file system
             io.check_id(e.experiment_id, f"{source}: experiments[{i}].experiment_id")
+        design = data.get("design")
+        if design is not None:
+            _check_design(design, {e.experiment_id for e in exps}, source)
         settings = PlanSettings(**data.get("settings", {}))
         return cls(
             budgets=[float(b) for b in data["budgets"]],
@@ -246,6 +262,7 @@ class SweepPlan:
             dropped=list(data.get("dropped", [])),
             flops_check=list(data.get("flops_check", [])),
             execution=data.get("execution") if isinstance(data.get("execution"), dict) else None,
+            design=design,
         )
 
     def save(self, path: str) -> None:
@@ -254,6 +271,26 @@ class SweepPlan:
     @classmethod
     def load(cls, path: str) -> "SweepPlan":
         return cls.from_dict(io.read_json(path), source=str(path))
+
+
+def _check_design(design: Any, ids: set[str], source: str) -> None:
+    """A design read from sweep.json names folders (trunk ids) and steps: checked before anything uses them."""
+    where = f"{source}: field 'design'"
+    if not isinstance(design, dict) or not isinstance(design.get("trunks"), dict) \
+            or not isinstance(design.get("branches"), dict):
+        raise ValueError(f"{where}: expected an object with 'trunks' and 'branches', found {type(design).__name__}")
+    for tid, t in design["trunks"].items():
+        io.check_id(tid, f"{where}.trunks key")
+        if not isinstance(t, dict) or not all(isinstance(s, int) and s >= 0 for s in t.get("fork_steps", [])):
+            raise ValueError(f"{where}.trunks[{tid!r}]: expected fork_steps as non-negative integers")
+    for eid, b in design["branches"].items():
+        if eid not in ids:
+            raise ValueError(f"{where}.branches: {eid!r} is not an experiment of this plan")
+        if not isinstance(b, dict) or b.get("trunk_id") not in design["trunks"]:
+            raise ValueError(f"{where}.branches[{eid!r}]: its trunk_id is not one of the design's trunks")
+        step = b.get("fork_step")
+        if step is not None and not (isinstance(step, int) and step >= 0):
+            raise ValueError(f"{where}.branches[{eid!r}].fork_step: expected a non-negative integer, found {step!r}")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -424,10 +461,16 @@ def plan_sweep(
     )
     experiments: list[Experiment] = []
     dropped: list[dict[str, Any]] = []
+    anchor: float | None = None  # log10 N of the shared grid (align_sizes): the first budget's centre
     for bi, C in enumerate(budgets):
         n_center = _centre(C, s.center_tokens_per_param, search, flops_per_unit)
-        targets = np.logspace(math.log10(n_center) - s.span_decades, math.log10(n_center) + s.span_decades,
-                              s.num_model_sizes)
+        if s.align_sizes:
+            if anchor is None:
+                anchor = math.log10(n_center)
+            targets = _aligned_targets(math.log10(n_center), anchor, s)
+        else:
+            targets = np.logspace(math.log10(n_center) - s.span_decades, math.log10(n_center) + s.span_decades,
+                                  s.num_model_sizes)
         chosen: dict[int, tuple[Experiment, bool]] = {}  # size value -> (experiment, target reachable)
         for target in targets:
             value, reachable = search.closest(float(target))
@@ -448,6 +491,15 @@ def plan_sweep(
         raise ValueError("compute_budgets: budgets must differ in their first 6 significant digits")
     return SweepPlan(budgets=[float(b) for b in budgets], experiments=experiments, size_param=size_param,
                      model_name=model_name, model_kwargs=dict(model_kwargs or {}), settings=s, dropped=dropped)
+
+
+def _aligned_targets(log_centre: float, anchor: float, s: PlanSettings) -> np.ndarray:
+    """The `num_model_sizes` points of the shared grid anchor + j·step (step: the per-budget spacing,
+    2·span/(k−1) decades) nearest this budget's centre."""
+    k = s.num_model_sizes
+    step = 2.0 * s.span_decades / (k - 1)
+    start = round((log_centre - anchor) / step - (k - 1) / 2)
+    return 10.0 ** (anchor + step * (start + np.arange(k)))
 
 
 def _centre(C: float, tokens_per_param: float, search: "SizeSearch",

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 
 from flops_fit.analysis import CONFIDENCE, N_BOOTSTRAP  # noqa: F401  (re-exported for the front ends)
 from flops_fit.contract import ModelContract, check_model
+from flops_fit.design import BRANCHES, DESIGNS, SEPARATE
 from flops_fit.flops import FLOPS_6ND, FLOPS_MEASURED
 from flops_fit.planning import (
     PARAM_COUNT_NON_EMBEDDING,
@@ -86,6 +87,7 @@ class StudySpec:
     data_info: Any = None  # training.datautil.DataInfo from the probe batch
     allow_repeat: bool = True
     train_fn: Callable[..., Any] | None = None
+    design: str = SEPARATE  # how the points are trained: separate runs, or trunks with cooldown branches
 
     @property
     def needs_data(self) -> bool:
@@ -94,6 +96,12 @@ class StudySpec:
 
     def run_settings(self) -> dict[str, Any]:
         """What identifies the runs besides the experiments: part of the plan's fingerprint."""
+        out = self._run_settings()
+        if self.design != SEPARATE:  # absent for separate runs: their identity is what it always was
+            out["design"] = self.design
+        return out
+
+    def _run_settings(self) -> dict[str, Any]:
         if self.mode == "mock":
             return {"mode": "mock", "seed": self.seed, "mock_law": (self.mock_law or MockLaw()).to_dict()}
         data = self.data.description if self.data is not None else None
@@ -347,6 +355,17 @@ def plan_settings(planning: Mapping[str, Any] | PlanSettings | None, model: Mode
     return settings, int(probe)
 
 
+def _design_config(design: str, tc: TrainConfig, train_fn: Any) -> TrainConfig:
+    """The training config a design needs: a branch is a WSD run's cooldown, so every run is WSD."""
+    check_choice(design, "design", DESIGNS)
+    if design != BRANCHES:
+        return tc
+    if train_fn is not None:
+        raise ValueError("design: 'branches' forks the built-in trainer's runs from shared trunks; a train_fn "
+                         "trains each run itself, so use design='separate' with it")
+    return tc if tc.schedule == "wsd" else dataclasses.replace(tc, schedule="wsd")
+
+
 def make_train_config(value: Any) -> TrainConfig:
     """A TrainConfig from itself, a dict of its fields, or None (the defaults)."""
     if value is None:
@@ -506,6 +525,7 @@ def resolve_study(
     flops_accounting: str = FLOPS_6ND,
     allow_repeat: bool = True,
     train_fn: Callable[..., Any] | None = None,
+    design: str = SEPARATE,
 ) -> StudySpec:
     """Check every argument, resolve model, data and loss, and probe them; nothing trains here.
 
@@ -517,13 +537,14 @@ def resolve_study(
     check_choice(mode, "mode", MODES)
     check_int(seed, "seed", min=0)
     check_choice(flops_accounting, "flops_accounting", (FLOPS_6ND, FLOPS_MEASURED))
+
     if mock_law is not None and not isinstance(mock_law, MockLaw):
         raise TypeError(f"mock_law: expected a flops_fit.MockLaw, found {type(mock_law).__name__}")
     if train_fn is not None:
         check_callable(train_fn, "train_fn", "a function (model, experiment, context) -> loss")
         if mode != "local":
             raise ValueError(f"train_fn: replaces real training, so it needs mode='local', found mode={mode!r}")
-    tc = make_train_config(train_config)
+    tc = _design_config(design, make_train_config(train_config), train_fn)
     c = dict(compute or {})
     budgets = make_budgets(c.get("compute_budgets"), c.get("min_flops"), c.get("max_flops"),
                            c.get("num_budgets")) if any(v is not None for v in c.values()) else []
@@ -546,12 +567,14 @@ def resolve_study(
     loss_fn, loss_name = _loss(loss, sweep_model) if mode == "local" else (None, None)
     m = sweep_model
     m.model_kwargs = check_model(m.factory, m.size_param, m.model_kwargs, probe).model_kwargs
+    if settings.align_sizes is None:  # a trunk-and-branch design saves compute where sizes repeat across budgets
+        settings.align_sizes = design == BRANCHES
     if settings.param_count == PARAM_COUNT_NON_EMBEDDING:
         m.check_non_embedding(probe)
     spec = StudySpec(model=m, mode=mode, seed=seed, settings=settings,
                      probe_size=probe, flops_accounting=flops_accounting, train_config=tc, budgets=budgets,
                      mock_law=(mock_law or MockLaw()) if mode == "mock" else None, data=data, loss_fn=loss_fn,
-                     loss_name=loss_name, allow_repeat=bool(allow_repeat), train_fn=train_fn)
+                     loss_name=loss_name, allow_repeat=bool(allow_repeat), train_fn=train_fn, design=design)
     if mode == "local" and data is not None and loss_fn is not None and train_fn is None:
         from flops_fit.training.local import check_data_contract
 

@@ -9,9 +9,10 @@ processes, so a callback is pickled to them: keep its constructor light and open
 or clients on first use. A callback that raises is reported once and then left out;
 it never fails a run.
 
-``find_optimal(..., trackers=["tensorboard", "mlflow"])`` (or callback objects); the CLI's
-``tracking.trackers=[tensorboard,mlflow]``. Trackers write under ``<output_dir>/tracking/``:
-TensorBoard event files, and MLflow's local sqlite store (no server, no network).
+``find_optimal(..., trackers=["tensorboard", "mlflow", "wandb"])`` (or callback objects); the CLI's
+``tracking.trackers=[tensorboard,mlflow,wandb]``. Trackers write under ``<output_dir>/tracking/``:
+TensorBoard event files, MLflow's local sqlite store (no server, no network), and W&B runs (offline
+unless ``WANDB_MODE`` or ``mode=`` says otherwise).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class TrackedRun:
         return getattr(self.run_fn, name)
 
 
-TRACKERS = ("tensorboard", "mlflow")
+TRACKERS = ("tensorboard", "mlflow", "wandb")
 
 
 def make_trackers(trackers: Sequence[Any] | None, output_dir: str | Path) -> list[Callback]:
@@ -100,10 +101,14 @@ def make_trackers(trackers: Sequence[Any] | None, output_dir: str | Path) -> lis
                 from flops_fit.tracking.tensorboard import TensorBoardTracker
 
                 out.append(TensorBoardTracker(Path(output_dir) / "tracking" / "tensorboard"))
-            else:
+            elif t == "mlflow":
                 from flops_fit.tracking.mlflow import MlflowTracker
 
                 out.append(MlflowTracker(Path(output_dir) / "tracking" / "mlflow"))
+            else:
+                from flops_fit.tracking.wandb import WandbTracker
+
+                out.append(WandbTracker(Path(output_dir) / "tracking" / "wandb"))
         elif all(callable(getattr(t, h, None)) for h in ("on_run_start", "on_step", "on_run_end", "on_sweep_end")):
             out.append(t)
         else:

@@ -236,6 +236,7 @@ def make_run_fn(
     data_info: DataInfo | None = None,
     experiments: Sequence[Any] = (),
     callbacks: Sequence[Any] = (),
+    design: dict[str, Any] | None = None,
 ) -> Callable[[Any], Any]:
     """A picklable ``run(experiment) -> RunRecord`` training real models (see module doc).
 
@@ -286,7 +287,7 @@ def make_run_fn(
         model_factory=model_factory, size_param=size_param, model_kwargs=dict(model_kwargs), source=source,
         train_indices=train_idx, skip=skip, train_units=train_units, val_batches=val_batches, val_units=val_units,
         info=info, loss_fn=loss_fn, config=cfg, output_dir=Path(output_dir), seed=int(seed),
-        flops_accounting=flops_accounting, allow_repeat=allow_repeat, callbacks=tuple(callbacks),
+        flops_accounting=flops_accounting, allow_repeat=allow_repeat, callbacks=tuple(callbacks), design=design,
     )
     return functools.partial(train_run, inp=inputs)
 

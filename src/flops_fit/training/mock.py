@@ -72,8 +72,10 @@ class MockLaw:
         return asdict(self)
 
 
-def mock_run(exp: "Experiment", law: MockLaw, seed: int) -> "RunRecord":
-    """The mock engine's run function: a seeded draw from `law` at the experiment's (N, D)."""
+def mock_run(exp: "Experiment", law: MockLaw, seed: int, design: dict | None = None) -> "RunRecord":
+    """The mock engine's run function: a seeded draw from `law` at the experiment's (N, D). Under a
+    trunk-and-branch `design` the loss is the same (a WSD cooldown branch matches the separate run, Hägele et
+    al. 2024) and the record says what the branch itself cost."""
     import time
 
     from flops_fit.training.store import STATUS_COMPLETED, RunRecord
@@ -88,5 +90,13 @@ def mock_run(exp: "Experiment", law: MockLaw, seed: int) -> "RunRecord":
         flops_method="6ND",
         units="mock",
         wall_time_s=time.perf_counter() - t0,
-        details={"mock_law": law.to_dict(), "seed": seed},
+        details={"mock_law": law.to_dict(), "seed": seed, **_branch_details(exp, design)},
     )
+
+
+def _branch_details(exp: "Experiment", design: dict | None) -> dict:
+    br = (design or {}).get("branches", {}).get(exp.experiment_id)
+    if br is None:
+        return {}
+    return {"trunk_id": br["trunk_id"], "forked_at_step": br["fork_step"], "forked_at_units": br["fork_units"],
+            "branch_units": br["branch_units"], "branch_flops": br["flops"]}

@@ -51,6 +51,14 @@ from flops_fit.training.datautil import (
     units_per_item,
 )
 from flops_fit.training.config import TrainConfig  # noqa: F401  (re-exported: flops_fit.training.trainer.TrainConfig)
+from flops_fit.training.schedule import (  # noqa: F401  (re-exported)
+    CONSTANT,
+    cooldown_steps,
+    describe_schedule,
+    effective_lr,
+    lr_factor,
+    warmup_steps,
+)
 from flops_fit.training.store import STATUS_COMPLETED, STATUS_DIVERGED, RunRecord
 
 
@@ -75,63 +83,6 @@ def resolve_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | No
     if config.dtype == "bf16" or (config.dtype == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
-
-
-def effective_lr(config: TrainConfig, num_params: float) -> float:
-    if config.lr_scaling == "none":
-        return float(config.lr)
-    return float(config.lr) * min(1.0, (config.lr_ref_params / float(num_params)) ** config.lr_scaling_exponent)
-
-
-def warmup_steps(config: TrainConfig, total_steps: int, num_params: float, units_per_step: float) -> int:
-    if config.warmup == "N":
-        w = math.ceil(float(num_params) / units_per_step)
-    else:
-        w = round(float(config.warmup) * total_steps)
-    cap = max(1, int(config.warmup_max_fraction * total_steps))
-    return int(min(max(1, w), cap))
-
-
-def cooldown_steps(total_steps: int, warmup: int, fraction: float) -> int:
-    """Steps of a WSD run's cooldown: ceil(fraction · total), never into the warmup."""
-    return max(0, min(math.ceil(fraction * total_steps - 1e-9), total_steps - warmup))
-
-
-def lr_factor(step: int, warmup: int, total_steps: int, min_ratio: float, schedule: str = "cosine",
-              cooldown_fraction: float = 0.2, cooldown_shape: str = "1-sqrt") -> float:
-    """Multiplier of the peak LR for optimizer step `step` (0-based).
-
-    Linear warmup over steps 0..warmup-1 (reaching 1 at step warmup-1), then, reaching
-    exactly min_ratio at step total_steps-1:
-
-    - ``"cosine"``: cosine from 1 down to min_ratio;
-    - ``"wsd"`` (warmup-stable-decay, Hägele et al. 2024): 1 until the last
-      ``cooldown_steps`` steps, then a cooldown to min_ratio shaped ``1 - sqrt(p)``
-      (their best) or ``1 - p`` (linear), p the fraction of the cooldown done.
-    """
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "wsd":
-        n_cool = cooldown_steps(total_steps, warmup, cooldown_fraction)
-        start = total_steps - n_cool
-        if n_cool <= 0 or step < start:
-            return 1.0
-        p = min(1.0, (step - start + 1) / n_cool)
-        return min_ratio + (1.0 - min_ratio) * (1.0 - (math.sqrt(p) if cooldown_shape == "1-sqrt" else p))
-    decay_steps = total_steps - warmup
-    if decay_steps <= 0:
-        return 1.0
-    progress = min(1.0, (step - warmup + 1) / decay_steps)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def describe_schedule(cfg: TrainConfig, warm: int, total_steps: int) -> str:
-    """The schedule of one run in words, for its record."""
-    if cfg.schedule == "wsd":
-        n = cooldown_steps(total_steps, warm, cfg.cooldown_fraction)
-        return (f"linear warmup {warm} steps, constant, then {cfg.cooldown_shape} cooldown over the last {n} steps "
-                f"to {cfg.min_lr_ratio:g}x at step {total_steps - 1} (WSD)")
-    return f"linear warmup {warm} steps, cosine to {cfg.min_lr_ratio:g}x at step {total_steps - 1}"
 
 
 def param_groups(model: torch.nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -249,6 +200,8 @@ class RunInputs:
     on_finish: Callable[[torch.nn.Module], None] | None = None
     #: trackers (flops_fit.tracking.Callback) told the training metrics at each read-back
     callbacks: tuple = ()
+    #: the sweep's trunk-and-branch design (sweep.json's "design"), None for separate runs
+    design: dict[str, Any] | None = None
 
 
 def _build_model(inp: RunInputs, size_value: int) -> torch.nn.Module:
@@ -257,7 +210,7 @@ def _build_model(inp: RunInputs, size_value: int) -> torch.nn.Module:
     return inp.model_factory(**kwargs)
 
 
-def run_fingerprint(exp: Any, inp: RunInputs, precision: str) -> str:
+def run_fingerprint(exp: Any, inp: RunInputs, precision: str, fork: dict[str, Any] | None = None) -> str:
     """Settings a run's checkpoint must match to be resumed. Operational settings (threads, progress, the
     number of DDP processes: the global batch is the same) may change; the resolved precision may not, so a
     CPU (fp32) checkpoint never resumes as bf16 on a GPU."""
@@ -271,19 +224,20 @@ def run_fingerprint(exp: Any, inp: RunInputs, precision: str) -> str:
             "val_units": inp.val_units,
             "flops_accounting": inp.flops_accounting,
             "precision": precision,
+            **({"fork": fork} if fork else {}),  # a branch never resumes a separate run's checkpoint, or back
         }
     )
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, lr: float, warm: int,
-                   total_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over :func:`param_groups`, with the config's schedule (:func:`lr_factor`) ending at step
-    total_steps - 1."""
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, lr: float, warm: int, total_steps: int,
+                   schedule: str | None = None) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over :func:`param_groups`, with the config's schedule (:func:`lr_factor`; `schedule` overrides
+    it: a trunk holds the peak) ending at step total_steps - 1."""
     optimizer = torch.optim.AdamW(
         param_groups(model, lr, cfg.weight_decay), lr=lr, betas=cfg.betas, eps=cfg.eps,
         weight_decay=cfg.weight_decay, foreach=True,
     )
-    shape = dict(min_ratio=cfg.min_lr_ratio, schedule=cfg.schedule, cooldown_fraction=cfg.cooldown_fraction,
+    shape = dict(min_ratio=cfg.min_lr_ratio, schedule=schedule or cfg.schedule, cooldown_fraction=cfg.cooldown_fraction,
                  cooldown_shape=cfg.cooldown_shape)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warm, total_steps, **shape))
     return optimizer, scheduler
@@ -299,6 +253,10 @@ def train_run(exp: Any, inp: RunInputs) -> RunRecord | None:
     divergence are reduced over ranks (every rank decides alike), rank 0 alone writes
     checkpoints and returns the record, the others return None.
     """
+    if inp.design is not None and exp.experiment_id in inp.design.get("branches", {}):
+        from flops_fit.training.branches import train_branch
+
+        return train_branch(exp, inp)
     run = _Run(exp, inp)
     if run.world > 1:
         return run.train()
@@ -309,9 +267,14 @@ def train_run(exp: Any, inp: RunInputs) -> RunRecord | None:
 class _Run:
     """One run's state and its steps: setup, resume, micro-batches, step, read-back, checkpoint, record."""
 
-    def __init__(self, exp: Any, inp: RunInputs) -> None:
+    def __init__(self, exp: Any, inp: RunInputs, *, fork: dict[str, Any] | None = None,
+                 schedule: str | None = None, warm: int | None = None) -> None:
+        """`fork` (a cooldown branch): {"trunk_id", "fork_step", "warmup_steps", "trunk_dir", "trunk_fp"}: the
+        run starts from the trunk's state at fork_step with the trunk's warmup. `schedule`/`warm` override the
+        config's (a trunk: constant LR after its warmup)."""
         self.t_start = time.perf_counter()
         self.exp, self.inp, self.cfg = exp, inp, inp.config
+        self.fork, self.schedule, self.forked_at = fork, schedule or inp.config.schedule, None
         self.ddp = dist.is_available() and dist.is_initialized()
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.ddp else (0, 1)
         if self.world > 1 and inp.info.has_mask:
@@ -325,12 +288,14 @@ class _Run:
         self.device, self.amp_dtype = device, resolve_dtype(self.cfg, device)
         self.precision = "bf16-autocast" if self.amp_dtype is not None else "fp32"
         self.ckpt_dir = ckpt.checkpoint_dir(inp.output_dir, exp.experiment_id)
-        self.fp = run_fingerprint(exp, inp, self.precision)
+        self.fp = run_fingerprint(exp, inp, self.precision, None if fork is None else {
+            k: fork[k] for k in ("trunk_id", "fork_step", "warmup_steps", "trunk_fp")})
         self.D = float(exp.num_tokens)
         self.units_per_step = self.cfg.batch_size * self.cfg.grad_accum_steps * inp.info.units_per_sample
         self.total_steps = max(1, math.ceil(self.D / self.units_per_step - 1e-9))
         self.lr = effective_lr(self.cfg, float(exp.num_params))
-        self.warm = warmup_steps(self.cfg, self.total_steps, float(exp.num_params), self.units_per_step)
+        self.warm = warm if warm is not None else fork["warmup_steps"] if fork is not None else \
+            warmup_steps(self.cfg, self.total_steps, float(exp.num_params), self.units_per_step)
         self.curve_every = max(1, self.total_steps // self.cfg.loss_curve_points)
         self.step, self.units_seen, self.resumed_from, self.prior_wall = 0, 0.0, 0, 0.0
         self.initial_loss: float | None = None
@@ -350,7 +315,8 @@ class _Run:
         seed_everything(inp.seed)
         self.model = _build_model(inp, self.exp.size_value).to(self.device)
         self.model.train()
-        self.optimizer, self.scheduler = make_optimizer(self.model, cfg, self.lr, self.warm, self.total_steps)
+        self.optimizer, self.scheduler = make_optimizer(self.model, cfg, self.lr, self.warm, self.total_steps,
+                                                        self.schedule)
         self.stream = SampleStream(inp.source, seed=inp.seed, indices=inp.train_indices, skip=inp.skip,
                                    allow_repeat=inp.allow_repeat)
         self._resume()
@@ -365,8 +331,20 @@ class _Run:
 
     def _resume(self) -> None:
         state = ckpt.load_state(self.ckpt_dir, self.fp)  # None unless this run's own plain-tensor checkpoint
-        if state is None:
+        if state is None and self.fork is not None:  # a branch's first start: the trunk at its fork step
+            from flops_fit.training.branches import load_fork
+
+            self._load(load_fork(self.fork))
+            self.forked_at = (self.step, self.units_seen)
+            self.prior_wall, self.resumed_from = 0.0, 0  # the trunk's time is the trunk's, not this branch's
+            self.scheduler.last_epoch = self.step  # the trunk's last step may not have stepped its scheduler
+            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):  # this run's LR now
+                group["lr"] = base * self.scheduler.lr_lambdas[0](self.step)
             return
+        if state is not None:
+            self._load(state)
+
+    def _load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -376,17 +354,24 @@ class _Run:
         self.prior_wall = float(state["wall_time_s"])
         self.flops_per_unit = state.get("flops_per_unit")
         self.resumed_from = self.step
+        if state.get("forked_at") is not None:
+            self.forked_at = (int(state["forked_at"][0]), float(state["forked_at"][1]))
         _set_rng_state(state["rng"])
+
+    def _state(self) -> dict[str, Any]:
+        """Everything a resume needs, as plain tensors and values (no pickled objects)."""
+        return {
+            "fingerprint": self.fp, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "data": self.stream.state(),
+            "step": self.step, "units_seen": self.units_seen, "initial_loss": self.initial_loss, "ema": self.ema,
+            "curve": self.curve, "wall_time_s": self.prior_wall + time.perf_counter() - self.t_start,
+            "flops_per_unit": self.flops_per_unit,
+            "forked_at": list(self.forked_at) if self.forked_at is not None else None,
+        }
 
     def _save_checkpoint(self) -> None:
         if self.rank == 0:
-            ckpt.save_state(self.ckpt_dir, {
-                "fingerprint": self.fp, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "data": self.stream.state(),
-                "step": self.step, "units_seen": self.units_seen, "initial_loss": self.initial_loss, "ema": self.ema,
-                "curve": self.curve, "wall_time_s": self.prior_wall + time.perf_counter() - self.t_start,
-                "flops_per_unit": self.flops_per_unit,
-            })
+            ckpt.save_state(self.ckpt_dir, self._state())
         if self.ddp:
             dist.barrier()
 
@@ -583,6 +568,12 @@ class _Run:
         }
         if self.stop_reason:
             details["stop_reason"] = self.stop_reason
+        if self.fork is not None:  # a cooldown branch: what it shares with its trunk and what it cost itself
+            step, units = self.forked_at if self.forked_at is not None else (self.fork["fork_step"], math.nan)
+            own = self.D - units
+            details.update(trunk_id=self.fork["trunk_id"], forked_at_step=step, forked_at_units=units,
+                           branch_units=own, branch_flops=(self.flops_per_unit if use_measured else 6.0 * exp.num_params) * own,
+                           **getattr(self, "trunk_work", {}))  # the trunk training this run paid for, if any
         return RunRecord.of(
             exp, final_loss=final_loss, status=self.status,
             flops=flops_measured if use_measured else flops_6nd,

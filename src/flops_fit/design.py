@@ -1,0 +1,95 @@
+"""Study designs: how the planned (N, D) points of a sweep are trained.
+
+``"separate"``
+    One run per point, each with its own LR schedule ending at its own last step.
+``"branches"`` (Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training
+    Durations")
+    One trunk per model size, trained once at the peak LR after warmup (no decay), and every point of that
+    size a WSD *cooldown branch* forked from the trunk's state at the step where its own WSD cooldown
+    starts. A branch is therefore exactly the WSD run of its own length (same warmup, same data, same
+    RNG, same LR at every step) but pays only for its cooldown: the trunk's steps are shared by every
+    point of the size.
+
+The plan of a design is pure data, written into sweep.json; the trainer
+(:mod:`flops_fit.training.branches`) and the mock engine follow it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flops_fit.training.config import TrainConfig
+from flops_fit.training.schedule import cooldown_steps, warmup_steps
+
+SEPARATE, BRANCHES = "separate", "branches"
+DESIGNS = (SEPARATE, BRANCHES)
+
+
+def trunk_id(size_param: str, size_value: int) -> str:
+    return f"trunk-{size_param}{int(size_value)}"
+
+
+def plan_branches(plan: Any, config: TrainConfig, units_per_step: float | None) -> dict[str, Any]:
+    """Trunks and branches of `plan`'s runnable points, and what they cost against separate runs.
+
+    With `units_per_step` (real training) forks are optimizer steps: the trunk's warmup is the
+    one the size's shortest run would get (so no branch's warmup exceeds its own cap), each branch
+    forks at ``total_steps - cooldown_steps(total_steps, warmup, cooldown_fraction)`` — where its
+    own WSD cooldown starts. Without it (the mock engine) forks are at D·(1 − cooldown_fraction).
+    """
+    f = float(config.cooldown_fraction)
+    by_size: dict[int, list[Any]] = {}
+    for e in plan.runnable:
+        by_size.setdefault(e.size_value, []).append(e)
+    trunks: dict[str, dict[str, Any]] = {}
+    branches: dict[str, dict[str, Any]] = {}
+    for value in sorted(by_size):
+        exps = sorted(by_size[value], key=lambda e: (e.num_tokens, e.experiment_id))
+        n = exps[0].num_params
+        per_unit = exps[0].flops_per_unit or 6.0 * n
+        tid = trunk_id(plan.size_param, value)
+        warm = None
+        if units_per_step:
+            steps = {e.experiment_id: max(1, math.ceil(e.num_tokens / units_per_step - 1e-9)) for e in exps}
+            warm = warmup_steps(config, min(steps.values()), float(n), float(units_per_step))
+        forks = []
+        for e in exps:
+            if units_per_step:
+                total = steps[e.experiment_id]
+                fork_step = total - cooldown_steps(total, warm, f)
+                fork_units = min(fork_step * float(units_per_step), e.num_tokens)
+            else:
+                total, fork_step, fork_units = None, None, e.num_tokens * (1.0 - f)
+            forks.append((fork_step, fork_units))
+            branches[e.experiment_id] = {
+                "trunk_id": tid, "fork_step": fork_step, "total_steps": total, "fork_units": fork_units,
+                "branch_units": e.num_tokens - fork_units, "flops": per_unit * (e.num_tokens - fork_units),
+            }
+        trunk_units = max(u for _, u in forks)
+        trunks[tid] = {
+            "size_value": int(value), "num_params": int(n), "warmup_steps": warm,
+            "fork_steps": sorted({s for s, _ in forks if s is not None}), "units": trunk_units,
+            "flops": per_unit * trunk_units, "branches": [e.experiment_id for e in exps],
+        }
+    trunk_flops = sum(t["flops"] for t in trunks.values())
+    branch_flops = sum(b["flops"] for b in branches.values())
+    separate = float(sum(e.flops for e in plan.runnable))
+    total = trunk_flops + branch_flops
+    return {
+        "name": BRANCHES, "cooldown_fraction": f, "cooldown_shape": config.cooldown_shape,
+        "units_per_step": units_per_step, "trunks": trunks, "branches": branches,
+        "flops": {"trunks": trunk_flops, "branches": branch_flops, "total": total, "separate_runs": separate,
+                  "ratio": total / separate if separate else math.nan},
+    }
+
+
+def describe(design: dict[str, Any] | None) -> str:
+    """One line for plan.summary(): the design and its compute against separate runs."""
+    if not design:
+        return ""
+    fl = design["flops"]
+    return (f"design: {len(design['trunks'])} constant-LR trunk(s) with {len(design['branches'])} WSD cooldown "
+            f"branch(es) ({design['cooldown_shape']}, last {100 * design['cooldown_fraction']:g}% of each run): "
+            f"{fl['total']:.3e} FLOPs, ×{fl['ratio']:.2f} of the {fl['separate_runs']:.3e} the same points cost as "
+            "separate runs")
