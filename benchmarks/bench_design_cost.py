@@ -34,7 +34,7 @@ def sweep(out: str, budgets: list[float], tpp: float, design: str, schedule: str
     t0 = time.perf_counter()
     r = ff.find_optimal("gpt", model_kwargs=MODEL_KWARGS, dataset="stdlib", data_options={"seq_len": 64},
                         compute_budgets=budgets, size_values=[8, 16, 24], num_model_sizes=3, span_decades=0.35,
-                        center_tokens_per_param=tpp, design=design,
+                        center_tokens_per_param=tpp, design=design, align_sizes=False,
                         train_config={"batch_size": 16, "val_units": 64 * 64, "num_threads": 1, "schedule": schedule},
                         output_dir=out, resume=False, progress=False, workers=1, n_bootstrap=0)
     return r, time.perf_counter() - t0

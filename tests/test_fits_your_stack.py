@@ -87,3 +87,39 @@ def test_result_and_plan_display_as_html_in_notebooks(tmp_path, toy_model):
     html = plan._repr_html_()
     assert "<table" in html and "<script>" not in html and "&lt;script&gt;" in html
     assert html.count("<tr>") >= len(plan.experiments)
+
+
+def test_a_killed_train_fn_sweep_resumes_without_rerunning_finished_runs(tmp_path):
+    import os
+    import signal
+    import time
+
+    script = Path(__file__).parent / "training" / "train_fn_script_for_kill.py"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    journal = out / "results.journal.jsonl"
+    deadline = time.time() + 120
+    try:
+        while not (journal.exists() and len(journal.read_text().splitlines()) >= 2):
+            if proc.poll() is not None:
+                pytest.fail(f"the sweep ended before it could be killed: {proc.stdout.read().decode()[-2000:]}")
+            if time.time() > deadline:
+                pytest.fail("no two runs finished")
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    finished = {json.loads(line)["record"]["experiment_id"] for line in journal.read_text().splitlines()}
+    before = len((out / "starts.log").read_text().split())
+    done = subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    again = (out / "starts.log").read_text().split()[before:]
+    records = json.loads((out / "results.json").read_text())["records"]
+    ids = [r["experiment_id"] for r in records]
+    assert len(ids) == len(set(ids)) >= 6 and finished and not finished & set(again)  # finished runs not rerun
+    assert sorted(set(again) | finished) == sorted(ids)

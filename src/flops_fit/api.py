@@ -44,6 +44,7 @@ def find_optimal(
     flops_accounting: str = FLOPS_6ND, estimate_cost: bool = True, executor: Any = None,
     workers: int | str = "auto", progress: bool | None = None, retry_failed: bool = False, max_retries: int = 2,
     train_fn: Callable[..., Any] | None = None, trackers: Any = None, design: str = "separate",
+    adaptive: bool = False, target: Any = None,
     # analysis
     exclude_outliers: bool = True, n_bootstrap: int = N_BOOTSTRAP, confidence: float = CONFIDENCE,
 ) -> Result | SweepPlan:
@@ -60,9 +61,11 @@ def find_optimal(
     ``training.executors.choose_execution``). `train_fn(model, experiment, context)`: your own loop
     (``training.user``); `trackers`: names or ``tracking.Callback`` objects. `flops_accounting`: "6ND" or
     "measured" (D planned by FlopCounterMode FLOPs per data unit); `param_count`: "all" or
-    "non_embedding"; `design`: "separate" runs or "branches" (``flops_fit.design``).
+    "non_embedding"; `design`: "separate" runs or "branches" (``flops_fit.design``); `adaptive`, `target`:
+    budgets smallest first, re-centred, stopping at a precision (``flops_fit.adaptive``).
     """
     _check_options(n_bootstrap, confidence, max_retries, mock_law, mode, executor, workers)
+    _check_adaptive(adaptive, target, n_bootstrap)
     run = RunDir(output_dir)
     run.check_usable()
     callbacks = make_trackers(trackers, run.root)  # a bad tracker is refused before anything runs
@@ -91,11 +94,18 @@ def find_optimal(
             )
         pipeline.save_plan(plan, run)
         return plan
-    if resume:  # before paying for anything: the store refuses another plan's results on opening
+    adaptive = adaptive or target is not None
+    if resume and not adaptive:  # before paying for anything: the store refuses another plan's results on opening
         ResultsStore(run.results, plan.fingerprint(), resume=True)
     _announce(plan, progress)
-    pipeline.train(spec, plan, run.root, executor=executor, resume=resume, progress=progress, save_plan=True,
-                   retry_failed=retry_failed, max_retries=max_retries, trackers=callbacks)
+    options = dict(executor=executor, progress=progress, retry_failed=retry_failed, max_retries=max_retries,
+                   trackers=callbacks)
+    if adaptive:
+        pipeline.train_adaptive(spec, plan, run.root, target=target, resume=resume, **options,
+                                analysis=dict(exclude_outliers=exclude_outliers, n_bootstrap=n_bootstrap, seed=seed,
+                                              confidence=confidence))
+    else:
+        pipeline.train(spec, plan, run.root, resume=resume, save_plan=True, **options)
     result = pipeline.analyze_stage(run.root, exclude_outliers=exclude_outliers, n_bootstrap=n_bootstrap,
                                     seed=seed, confidence=confidence)
     notify(callbacks, "on_sweep_end", result)
@@ -117,6 +127,15 @@ def _announce(plan: SweepPlan, progress: bool | None) -> None:
         warnings.warn(f"the sweep is estimated at {wall:.0f} s ({wall / 3600:.1f} h) on {est.get('device', '?')} "
                       f"for {len(plan.runnable)} runs; training starts now (see plan.summary() with train=False)",
                       UserWarning, stacklevel=3)
+
+
+def _check_adaptive(adaptive: Any, target: Any, n_bootstrap: int) -> None:
+    from flops_fit.adaptive import make_target
+
+    if not isinstance(adaptive, bool):
+        raise TypeError(f"adaptive: expected True or False, found {adaptive!r}")
+    if make_target(target) is not None and n_bootstrap < 50:
+        raise ValueError(f"target: judged by the bootstrap interval, so n_bootstrap must be 50 or more, found {n_bootstrap}")
 
 
 def _check_options(n_bootstrap: Any, confidence: Any, max_retries: Any, mock_law: Any, mode: str, executor: Any,

@@ -318,6 +318,47 @@ def train(spec: StudySpec, plan: SweepPlan, output_dir: str | Path, *, experimen
                        executor_options=executor_options, **options)
 
 
+def train_adaptive(spec: StudySpec, static: SweepPlan, output_dir: str | Path, *, target: Any = None,
+                   max_extensions: int = 2, resume: bool = True, analysis: Mapping[str, Any] | None = None,
+                   **options: Any) -> SweepPlan:
+    """An adaptive sweep (``flops_fit.adaptive``) starting from the fixed grid `static` (checked answerable
+    first): rounds decided from the runs so far, each recorded in sweep.json and trained with :func:`train`
+    (`options`); rounds already recorded there are replayed. Returns the plan as it ends."""
+    from flops_fit import adaptive as ad
+
+    run = RunDir(output_dir)
+    check_trainable(static)
+    plan = dataclasses.replace(static, experiments=[], dropped=[], design=None,
+                               adaptive=ad.adaptive_settings(ad.make_target(target), max_extensions))
+    old = ad.read_previous(run.sweep, plan) if resume else None
+    if old is not None:
+        ids = {i for r in old.adaptive["rounds"] for i in r.get("experiments", [])}
+        plan.experiments = [e for e in old.experiments if e.experiment_id in ids]
+        plan.dropped, plan.adaptive["rounds"] = list(old.dropped), list(old.adaptive["rounds"])
+    if resume:  # before paying for anything: results of another plan are refused on opening
+        ResultsStore(run.results, plan.fingerprint(), resume=True)
+    first = [resume]
+
+    def train_round(p: SweepPlan) -> None:
+        if spec.design == BRANCHES:
+            p.design = plan_branches(p, spec.train_config, spec.settings.units_per_step if spec.mode == "local"
+                                     else None)
+        train(spec, p, run.root, resume=first[0], save_plan=True, **options)
+        first[0] = True
+
+    def records() -> list[RunRecord]:
+        return read_results(run.root, plan)[1] if run.has_results() else []
+
+    def result() -> Result:
+        return Result.from_records(records(), plan, run.root, **dict(analysis or {}))
+
+    count = functools.partial(spec.model.count_params,
+                              non_embedding=spec.settings.param_count == PARAM_COUNT_NON_EMBEDDING)
+    probe = _flops_probe(spec) if spec.flops_accounting == FLOPS_MEASURED else None
+    return ad.run_adaptive(plan, count, train=train_round, records=records, result=result,
+                           save=lambda p: p.save(str(run.sweep)), flops_per_unit=probe)
+
+
 # ---------------------------------------------------------------------------
 # train
 

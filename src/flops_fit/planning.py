@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -99,6 +99,9 @@ class SweepPlan:
     #: how the points are trained when not as separate runs: trunks and cooldown branches (see flops_fit.design);
     #: part of the fingerprint
     design: dict[str, Any] | None = None
+    #: an adaptive sweep's settings and the rounds decided so far (see flops_fit.adaptive); its fingerprint
+    #: then covers budgets, settings and target, not the experiments, which grow round by round
+    adaptive: dict[str, Any] | None = None
 
     # ---- summaries -------------------------------------------------------
     @property
@@ -159,6 +162,10 @@ class SweepPlan:
             from flops_fit.design import describe
 
             lines.append(describe(self.design))
+        if self.adaptive is not None:
+            from flops_fit.adaptive import progress_lines
+
+            lines += progress_lines(self)
         if self.execution:
             lines.append(f"execution: {self.execution.get('reason', '')}")
         lines += [f"REFUSED (would not train): {p}" for p in plan_problems(self)]
@@ -208,8 +215,12 @@ class SweepPlan:
                 for e in self.experiments
             ],
         }
-        if self.design:
+        if self.design and self.adaptive is None:
             core["design"] = _jsonable(self.design)
+        if self.adaptive is not None:  # grows round by round: identified by what decides the rounds
+            core["experiments"] = {"adaptive": list(self.budgets), "settings": _jsonable(asdict(self.settings)),
+                                   "target": self.adaptive.get("target"),
+                                   "max_extensions": self.adaptive.get("max_extensions")}
         blob = json.dumps(core, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -232,6 +243,7 @@ class SweepPlan:
             "flops_check": list(self.flops_check),
             "execution": self.execution,
             "design": self.design,
+            "adaptive": self.adaptive,
         }
 
     @classmethod
@@ -263,6 +275,7 @@ class SweepPlan:
             flops_check=list(data.get("flops_check", [])),
             execution=data.get("execution") if isinstance(data.get("execution"), dict) else None,
             design=design,
+            adaptive=_check_adaptive(data.get("adaptive"), {e.experiment_id for e in exps}, source),
         )
 
     def save(self, path: str) -> None:
@@ -271,6 +284,23 @@ class SweepPlan:
     @classmethod
     def load(cls, path: str) -> "SweepPlan":
         return cls.from_dict(io.read_json(path), source=str(path))
+
+
+def _check_adaptive(adaptive: Any, ids: set[str], source: str) -> dict[str, Any] | None:
+    """An adaptive plan's rounds name experiments of the plan and budgets as numbers, or the file is refused."""
+    if adaptive is None:
+        return None
+    where = f"{source}: field 'adaptive'"
+    if not isinstance(adaptive, dict) or not isinstance(adaptive.get("rounds"), list):
+        raise ValueError(f"{where}: expected an object with a 'rounds' list, found {type(adaptive).__name__}")
+    for i, r in enumerate(adaptive["rounds"]):
+        if not isinstance(r, dict) or r.get("kind") not in ("budget", "extend", "stop") \
+                or not isinstance(r.get("compute_budget"), (int, float)):
+            raise ValueError(f"{where}.rounds[{i}]: expected kind budget/extend/stop and a compute_budget")
+        unknown = [e for e in r.get("experiments", []) if e not in ids]
+        if unknown:
+            raise ValueError(f"{where}.rounds[{i}]: {unknown[0]!r} is not an experiment of this plan")
+    return adaptive
 
 
 def _check_design(design: Any, ids: set[str], source: str) -> None:
@@ -435,8 +465,14 @@ def plan_sweep(
     model_kwargs: dict[str, Any] | None = None,
     settings: PlanSettings | None = None,
     flops_per_unit: Callable[[int], float | None] | None = None,
+    centres: Mapping[float, float] | None = None,
+    targets: Mapping[float, Sequence[float]] | None = None,
 ) -> SweepPlan:
     """Design the IsoFLOP sweep: per budget, sizes evenly spaced in log N around the centre guess.
+
+    `centres` (budget -> N) replaces the centre guess of those budgets (an adaptive design centres a
+    budget on the N_opt its predecessors predict); `targets` (budget -> N values) replaces their sizes
+    outright (sizes added on the open side of an unbracketed budget).
 
     `flops_per_unit(size_value)` (measured training FLOPs per data unit, None where it
     cannot be measured) plans each D as C / that instead of C / (6 N), so that every
@@ -463,16 +499,18 @@ def plan_sweep(
     dropped: list[dict[str, Any]] = []
     anchor: float | None = None  # log10 N of the shared grid (align_sizes): the first budget's centre
     for bi, C in enumerate(budgets):
-        n_center = _centre(C, s.center_tokens_per_param, search, flops_per_unit)
-        if s.align_sizes:
+        n_center = (centres or {}).get(C) or _centre(C, s.center_tokens_per_param, search, flops_per_unit)
+        if targets is not None and C in targets:
+            wanted = np.asarray(targets[C], dtype=float)
+        elif s.align_sizes:
             if anchor is None:
                 anchor = math.log10(n_center)
-            targets = _aligned_targets(math.log10(n_center), anchor, s)
+            wanted = _aligned_targets(math.log10(n_center), anchor, s)
         else:
-            targets = np.logspace(math.log10(n_center) - s.span_decades, math.log10(n_center) + s.span_decades,
-                                  s.num_model_sizes)
+            wanted = np.logspace(math.log10(n_center) - s.span_decades, math.log10(n_center) + s.span_decades,
+                                 s.num_model_sizes)
         chosen: dict[int, tuple[Experiment, bool]] = {}  # size value -> (experiment, target reachable)
-        for target in targets:
+        for target in wanted:
             value, reachable = search.closest(float(target))
             if value in chosen:
                 # duplicate size within a budget (the size grid cannot resolve both targets): keep one,
@@ -561,6 +599,8 @@ def plan_problems(plan: SweepPlan) -> list[str]:
         reasons = sorted({e.flag_reason for e in plan.experiments if e.flagged})
         return [f"compute_budgets: no runnable experiment in this plan ({len(plan.experiments)} flagged"
                 + (f": {reasons[0]}" if reasons else "") + "); use larger budgets or other size bounds"]
+    if plan.adaptive is not None:  # its budgets come one by one; the fixed grid it starts from was checked
+        return []
     budgets = sorted({e.compute_budget for e in plan.runnable})
     if len(budgets) < 2:
         return [f"compute_budgets: a scaling-law fit needs runnable runs at 2 or more budgets (3 or more "

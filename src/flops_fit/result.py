@@ -326,6 +326,9 @@ class Result:
         lines = [f"{f.severity.upper()}: {f.message}" for f in an.findings if f.severity != "note"]
         if lines:
             lines.append("")
+        from flops_fit.adaptive import progress_lines
+
+        lines += progress_lines(self.plan, self)
         if an.cost.accounting != FLOPS_6ND:
             lines.append(f"Compute is measured FLOPs: {an.cost.describe()}")
         if self.param_count == "non_embedding":

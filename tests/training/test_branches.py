@@ -85,7 +85,7 @@ def test_branches_cost_about_half_of_separate_runs_and_say_so(three_designs):
 def test_the_mock_engine_accounts_a_branched_design(tmp_path):
     common = dict(mode="mock", compute_budgets=[1e18, 3e18, 1e19], num_model_sizes=5, n_bootstrap=0,
                   model_kwargs={"n_layers": 4}, size_multiple=64)
-    sep = ff.find_optimal("gpt", output_dir=tmp_path / "sep", **common)
+    sep = ff.find_optimal("gpt", output_dir=tmp_path / "sep", align_sizes=True, **common)  # the same points
     br = ff.find_optimal("gpt", output_dir=tmp_path / "br", design="branches", **common)
     assert [r.final_loss for r in br.records] == [r.final_loss for r in sep.records]
     design = br.plan.design
@@ -166,3 +166,23 @@ def test_the_cli_plans_the_same_design(tmp_path):
     assert "design: " in proc.stdout and "WSD cooldown branch(es)" in proc.stdout
     bad = ff_cli("plan", *MOCK_SMALL, "design=tree", "output_dir=x", cwd=tmp_path)
     assert "design: expected one of" in error_line(bad)
+
+
+def test_an_adaptive_branched_sweep_forks_later_rounds_from_the_same_trunks(tmp_path):
+    """Adaptive rounds add points to sizes whose trunks already ran: a trunk goes on from its last state (or
+    from the last snapshot before a new, earlier fork), and every branch still equals the WSD run of its length."""
+    kw = {**KW, "compute_budgets": [1e7, 1.5e7, 2e7, 2.5e7]}
+    with pytest.warns(UserWarning):
+        ad = _sweep(tmp_path / "ad", design="branches", adaptive=True)
+    design, rounds = ad.plan.design, ad.plan.adaptive["rounds"]
+    assert [r["kind"] for r in rounds if r["kind"] == "budget"] == ["budget"] * 4
+    assert set(design["branches"]) == {r.experiment_id for r in ad.records} and all(r.ok for r in ad.records)
+    shared = [t for t in design["trunks"].values() if len(t["branches"]) > 1]
+    assert shared  # sizes repeat across rounds: their trunks serve several rounds' points
+    wsd = ff.find_optimal(TinyLM, "d_model", dataset=TokenData(2000), loss_fn=lm_loss, output_dir=tmp_path / "w",
+                          **{**kw, "train_config": {**KW["train_config"], "schedule": "wsd"},
+                             "size_values": sorted({r.size_value for r in ad.records}), "num_model_sizes": 3})
+    same = {r.experiment_id: r for r in wsd.records}
+    exact = [r for r in ad.records if r.experiment_id in same and r.details["train_config"]["warmup_steps"] ==
+             same[r.experiment_id].details["train_config"]["warmup_steps"]]
+    assert all(r.final_loss == same[r.experiment_id].final_loss for r in exact)

@@ -185,7 +185,14 @@ class StageFailed(RuntimeError):
 
 
 def _do_train(study: Any) -> None:
+    from flops_fit.planning import SweepPlan
+
     report = study.train()
+    if isinstance(report, SweepPlan):  # an adaptive sweep: what it decided, round by round
+        from flops_fit.adaptive import progress_lines
+
+        print("\n".join(progress_lines(report)))
+        return
     print(report.summary())
     if report.trained and not any(r.ok for r in report.trained):
         first = report.trained[0]

@@ -28,7 +28,7 @@ TOP_KEYS = {
     "model", "data", "loss", "output_dir", "mode", "seed", "flops_accounting", "design", "verbose", "progress",
     "experiment_id", "resume", "retry_failed", "confirm", "confirm_above_s", "compute", "planning", "executor",
     "mock_law", "analysis", "training", "preset", "table", "allow_repeat", "experiment", "size_param",
-    "tracking",
+    "tracking", "adaptive", "target",
 }
 COMPUTE_KEYS = {"budgets", "min_flops", "max_flops", "num_budgets"}
 #: PlanSettings' fields (units_per_step is measured from the data, not set) and the probe size
@@ -165,8 +165,15 @@ class Study:
         return pipeline.plan_stage(self.spec(), self.output_dir, workers=self.config["executor"].get("workers", "auto"),
                                    executor=self._executor(), save=save)
 
-    def train(self) -> pipeline.TrainReport:
-        """Train sweep.json's experiments (all, resuming, or config experiment_id only)."""
+    def _target(self) -> dict[str, Any] | None:
+        t = {k: v for k, v in dict(self.config.get("target") or {}).items() if v is not None}
+        return t or None
+
+    def train(self) -> pipeline.TrainReport | SweepPlan:
+        """Train sweep.json's experiments (all, resuming, or config experiment_id only); adaptive=true or a
+        target: the adaptive rounds, decided from the runs (``flops_fit.adaptive``)."""
+        if self.config.get("adaptive") or self._target():
+            return self._train_adaptive()
         run = RunDir(self.output_dir)
         if not run.sweep.exists():
             raise FileNotFoundError(f"{run.sweep}: file not found; run ff-plan first (with the same configuration)")
@@ -190,6 +197,22 @@ class Study:
             retry_failed=bool(self.config["retry_failed"]), progress=self.config.get("progress"),
             trackers=self.config["tracking"]["trackers"] or None,
         )
+
+    def _train_adaptive(self) -> SweepPlan:
+        if self.config.get("experiment_id") is not None:
+            raise ConfigError("experiment_id: an adaptive sweep decides its runs round by round in one driver; "
+                              "train it without experiment_id")
+        spec = self.spec()
+        static = self.plan(save=False)
+        if static.cost_estimate:
+            self._confirm_cost(static.cost_estimate)
+        ex, a = self.config["executor"], self.config["analysis"]
+        return pipeline.train_adaptive(
+            spec, static, self.output_dir, target=self._target(), resume=bool(self.config["resume"]),
+            executor=self._executor(), executor_options=dict(ex.get("options") or {}) or None,
+            retry_failed=bool(self.config["retry_failed"]), progress=self.config.get("progress"),
+            trackers=self.config["tracking"]["trackers"] or None,
+            analysis={k: a[k] for k in ("exclude_outliers", "n_bootstrap", "seed", "confidence")})
 
     def _confirm_cost(self, estimate: dict) -> None:
         """Print the estimate; above confirm_above_s ask on a terminal, refuse elsewhere, unless confirm=false."""

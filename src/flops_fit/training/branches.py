@@ -49,19 +49,23 @@ class _Trunk(_Run):
     """A trunk to its last planned fork step: constant LR after warmup, a snapshot at every fork step, no
     validation and no record."""
 
-    def __init__(self, inp: RunInputs, trunk_id: str, trunk: dict[str, Any], fp: str) -> None:
+    def __init__(self, inp: RunInputs, trunk_id: str, trunk: dict[str, Any], fp: str, start_limit: int) -> None:
+        """`start_limit`: resume from no state beyond this step (the first fork whose snapshot is missing)."""
         last = max(trunk["fork_steps"])
         ups = inp.config.batch_size * inp.config.grad_accum_steps * inp.info.units_per_sample
         exp = SimpleNamespace(experiment_id=trunk_id, size_value=trunk["size_value"], num_params=trunk["num_params"],
                               num_tokens=float(last * ups), compute_budget=0.0)
         super().__init__(exp, dataclasses.replace(inp, callbacks=(), design=None), schedule=CONSTANT,
                          warm=trunk["warmup_steps"])
-        self.fp, self.forks, self.last = fp, set(trunk["fork_steps"]), last
+        self.fp, self.forks, self.last, self.limit = fp, set(trunk["fork_steps"]), last, start_limit
 
     def _resume(self) -> None:
-        """The latest of the trunk's own checkpoint and its snapshots."""
+        """The latest of the trunk's own checkpoint and its snapshots up to the start limit (a design that
+        grew may fork below where the trunk has been: it goes on from the last state before that fork)."""
         best = ckpt.load_state(self.ckpt_dir, self.fp)
-        for step in sorted(self.forks, reverse=True):
+        if best is not None and best["step"] > self.limit:
+            best = None
+        for step in sorted((s for s in self.forks if s <= self.limit), reverse=True):
             if best is not None and best["step"] >= step:
                 break
             snap = _snapshot_dir(self.ckpt_dir, step)
@@ -120,16 +124,19 @@ def ensure_trunk(inp: RunInputs, trunk_id: str, fork_step: int, precision: str) 
     fp = trunk_fingerprint(inp, trunk, trunk_id, precision)
     trunk_dir = ckpt.checkpoint_dir(inp.output_dir, trunk_id)
     with _trunk_lock(trunk_dir):
-        gate = _snapshot_dir(trunk_dir, fork_step) / ckpt.STATE_GATE
-        try:
-            ready = io.read_json(gate).get("fingerprint") == fp
-        except (FileNotFoundError, ValueError, AttributeError):
-            ready = False
-        if ready:
+        if _has_snapshot(trunk_dir, fork_step, fp):
             return {}
-        start = _Trunk(inp, trunk_id, trunk, fp).run()
+        missing = [s for s in trunk["fork_steps"] if not _has_snapshot(trunk_dir, s, fp)]
+        start = _Trunk(inp, trunk_id, trunk, fp, min(missing)).run()
     return {"trunk_wall_time_s": time.perf_counter() - t0, "trunk_trained_from_step": start,
             "trunk_trained_to_step": max(trunk["fork_steps"])}
+
+
+def _has_snapshot(trunk_dir: Path, step: int, fp: str) -> bool:
+    try:
+        return io.read_json(_snapshot_dir(trunk_dir, step) / ckpt.STATE_GATE).get("fingerprint") == fp
+    except (FileNotFoundError, ValueError, AttributeError):
+        return False
 
 
 def load_fork(fork: dict[str, Any]) -> dict[str, Any]:
