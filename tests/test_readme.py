@@ -111,3 +111,14 @@ def test_trunks_and_branches_block_plans_and_runs_a_branched_design(tmp_path, mo
     assert printed.splitlines()[0].startswith("design: ") and "WSD cooldown branch(es)" in printed
     assert printed.splitlines()[-1] == "trunk-d_model" + str(ns["result"].records[0].size_value) + " True"
     assert ns["plan"].design["flops"]["ratio"] < 0.85
+
+
+def test_adaptive_sweeps_block_records_its_rounds_and_says_how_far_it_got(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    printed, ns = run_block("### Adaptive sweeps and a target precision")
+    lines = printed.splitlines()
+    assert lines[0].startswith("adaptive: ") and "smallest first" in lines[0]
+    assert any(ln.startswith("  C=1e+19 budget: centred on N=") for ln in lines)
+    assert lines[-1].startswith(("target reached: ", "target NOT reached: "))
+    rounds = ns["result"].plan.adaptive["rounds"]
+    assert rounds[0]["kind"] == "budget" and len(lines) == 2 + len(rounds) - (rounds[-1]["kind"] == "stop")

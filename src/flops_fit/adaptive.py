@@ -24,6 +24,9 @@ from flops_fit.validation import check_flops, check_int, check_number
 
 #: extra sizes an unbracketed budget gets on its open side, per extension, and how many extensions at most
 EXTEND_SIZES, MAX_EXTENSIONS = 2, 2
+#: a target may stop the sweep only after this many budgets: intervals from two IsoFLOP vertices are
+#: overconfident (a line through two points has no scatter to bootstrap)
+MIN_BUDGETS_BEFORE_STOP = 3
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ def run_adaptive(plan: SweepPlan, count_params: Callable[[int], int], *, train: 
             if made is None:
                 break
             train(plan)
-        if target is not None and bi >= 1 and bi < len(plan.budgets) - 1:
+        if target is not None and MIN_BUDGETS_BEFORE_STOP - 1 <= bi < len(plan.budgets) - 1:
             stop = _replay_or_decide(plan, decided, "stop", C, lambda: _stop_round(C, target, result()),
                                      count_params, flops_per_unit, save, bi)
             if stop is not None:
@@ -199,8 +202,13 @@ def _extend_round(plan: SweepPlan, C: float, records: list[Any]) -> dict[str, An
 
 
 def _stop_round(C: float, target: Target, result: Any) -> dict[str, Any] | None:
+    """Stop when the interval is narrow enough and the two approaches agree at the target compute (a
+    disagreement means the interval of either one may not hold the truth)."""
     ratio, ci = interval_ratio(result, target)
     if ratio > target.max_ratio:
+        return None
+    doubts = [f for f in result.predict(target.compute)["findings"] if f.severity == "disagree"]
+    if doubts:
         return None
     return {"reason": f"N_opt at C={target.compute:.3g}: interval ×{ratio:.3g} ({ci[0]:.4g}-{ci[1]:.4g}) is within "
                       f"the target ×{target.max_ratio:g} after the budget C={C:.3g}; no further budget is trained",

@@ -72,6 +72,9 @@ class PlanSettings:
     #: take every budget's sizes from one log-spaced grid of N shared by all budgets, so that sizes repeat
     #: across budgets (what a trunk-and-branch design shares); None: on for design="branches", else off
     align_sizes: bool | None = None
+    #: log10 N of that shared grid: set by the planner from the first budget's centre, so that budgets planned
+    #: later (an adaptive sweep's rounds) take their sizes from the same grid
+    grid_anchor: float | None = None
 
 
 @dataclass
@@ -497,7 +500,7 @@ def plan_sweep(
     )
     experiments: list[Experiment] = []
     dropped: list[dict[str, Any]] = []
-    anchor: float | None = None  # log10 N of the shared grid (align_sizes): the first budget's centre
+    anchor = s.grid_anchor  # log10 N of the shared grid (align_sizes): the first budget's centre
     for bi, C in enumerate(budgets):
         n_center = (centres or {}).get(C) or _centre(C, s.center_tokens_per_param, search, flops_per_unit)
         if targets is not None and C in targets:
@@ -524,6 +527,8 @@ def plan_sweep(
             chosen[value] = (_experiment(C, bi, float(target), value, reachable, search, size_param, s,
                                          flops_per_unit), reachable)
         experiments.extend(e for e, _ in chosen.values())
+    if s.align_sizes and anchor is not None:
+        s.grid_anchor = anchor
     ids = [e.experiment_id for e in experiments]
     if len(set(ids)) != len(ids):
         raise ValueError("compute_budgets: budgets must differ in their first 6 significant digits")
