@@ -28,6 +28,8 @@ def main() -> None:
     p.add_argument("--output-dir", default="outputs/demo")
     p.add_argument("--mock", action="store_true", help="seeded loss law instead of training (seconds)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all)")
+    p.add_argument("--design", choices=["separate", "branches"], default="separate",
+                   help="branches: one constant-LR trunk per size, every point a WSD cooldown branch")
     args = p.parse_args()
     t0 = time.perf_counter()
     if args.mock:
@@ -47,7 +49,7 @@ def main() -> None:
             size_min=8,
             size_max=256,
             train_config={"batch_size": BATCH_SIZE, "val_units": 256 * SEQ_LEN, "num_threads": args.threads},
-            output_dir=args.output_dir,
+            output_dir=args.output_dir, design=args.design,
         )
     wall = time.perf_counter() - t0
     print()

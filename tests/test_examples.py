@@ -21,7 +21,7 @@ def _run(name: str, tmp_path: Path, *args: str) -> str:
 
 
 def test_every_example_has_a_test():
-    tested = {"demo.py", "tracking.py", "hugging_face.py", "experiment_config.py"}
+    tested = {"demo.py", "tracking.py", "hugging_face.py", "experiment_config.py", "hf_trainer.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -38,6 +38,17 @@ def test_hugging_face_example_learns_the_cycle(tmp_path):
     out = _run("hugging_face.py", tmp_path)
     best = float(out.rsplit("best loss ", 1)[1].split()[0])
     assert best < 1.0  # far below ln 16: the cycle is learnt
+
+
+def test_hf_trainer_example_sweeps_with_the_users_own_trainer(tmp_path):
+    pytest.importorskip("accelerate")
+    out = _run("hf_trainer.py", tmp_path)
+    runs, best = out.rsplit("runs ", 1)[1].split(", best loss ")
+    assert int(runs) >= 6 and float(best.split()[0]) < 1.0  # the Trainer learnt the cycle (ln 16 = 2.77 at chance)
+    import json
+
+    sweep = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert sweep["run_settings"]["train_fn"].endswith("train_with_hf_trainer")
 
 
 def test_experiment_config_example_trains_one_model_and_plans_its_sweep(tmp_path):

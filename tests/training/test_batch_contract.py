@@ -107,3 +107,28 @@ def test_each_run_records_its_estimate_beside_its_wall_time(tmp_path, monkeypatc
     for r in res.records:
         assert r.details["estimated_wall_time_s"] == pytest.approx(est[r.experiment_id])
         assert r.wall_time_s > 0
+
+
+def test_the_readme_gpt_example_trains_exactly_the_plan_train_false_shows(tmp_path, monkeypatch):
+    """The README's `gpt` sweep: the plan handed to training by train=True is the train=False plan, flags and
+    runnable set included (training itself is stopped at its door: the demo test trains it for real)."""
+    from flops_fit import pipeline
+
+    kw = dict(model_kwargs={"n_layers": 2, "head_dim": 8, "max_seq_len": 64}, dataset="stdlib",
+              data_options={"seq_len": 64}, compute_budgets=[3e10, 1e11, 3e11], num_model_sizes=5, span_decades=0.5,
+              center_tokens_per_param=60, size_min=8, size_max=256, estimate_cost=False)
+    shown = ff.find_optimal("gpt", output_dir=tmp_path / "shown", train=False, **kw)
+    handed = []
+
+    def stop(spec, plan, *args, **kwargs):
+        handed.append(plan)
+        raise KeyboardInterrupt("stopped at training's door")
+
+    monkeypatch.setattr(pipeline, "train", stop)
+    with pytest.raises(KeyboardInterrupt):
+        ff.find_optimal("gpt", output_dir=tmp_path / "trained", progress=False, **kw)
+    (plan,) = handed
+    assert [e.experiment_id for e in plan.runnable] == [e.experiment_id for e in shown.runnable]
+    assert [(e.experiment_id, e.flag_reason) for e in plan.experiments] == \
+        [(e.experiment_id, e.flag_reason) for e in shown.experiments]
+    assert plan.fingerprint() == shown.fingerprint() and len(shown.runnable) >= 12
