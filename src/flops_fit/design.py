@@ -84,6 +84,26 @@ def plan_branches(plan: Any, config: TrainConfig, units_per_step: float | None) 
     }
 
 
+def run_costs(plan: Any, order: list[Any]) -> dict[str, float]:
+    """FLOPs each run of `order` (experiments, in the order they will be submitted) really costs: its own
+    compute as a separate run; under branches its cooldown, plus its trunk for the first branch of each
+    trunk in that order (the one that will train it). What progress and time left are counted in."""
+    design = plan.design
+    if not design:
+        return {e.experiment_id: e.flops for e in order}
+    out, paid = {}, set()
+    for e in order:
+        br = design["branches"].get(e.experiment_id)
+        if br is None:
+            out[e.experiment_id] = e.flops
+            continue
+        out[e.experiment_id] = br["flops"]
+        if br["trunk_id"] not in paid:
+            paid.add(br["trunk_id"])
+            out[e.experiment_id] += design["trunks"][br["trunk_id"]]["flops"]
+    return out
+
+
 def describe(design: dict[str, Any] | None) -> str:
     """One line for plan.summary(): the design and its compute against separate runs."""
     if not design:

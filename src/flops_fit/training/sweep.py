@@ -130,7 +130,10 @@ def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Execut
     new: list[RunRecord] = []
     if not todo:
         return new
-    total_flops = sum(e.flops for e in todo)
+    from flops_fit.design import run_costs
+
+    cost = run_costs(plan, list(todo))  # what each run really costs (a branch its cooldown; its trunk once)
+    total_flops = sum(cost.values())
     terminal = sys.stderr.isatty()
     lines = progress is None and not terminal  # nohup, SLURM, a pipe: one log line per finished run instead
     bar = tqdm(  # counts FLOPs, so its time left is by compute, not by number of runs
@@ -178,8 +181,8 @@ def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Execut
                     record.details["estimated_wall_time_s"] = float(est)
                 store.add(record)
                 new.append(record)
-                flops_done += exp.flops
-                bar.update(exp.flops)
+                flops_done += cost[exp.experiment_id]
+                bar.update(cost[exp.experiment_id])
                 bar.set_postfix_str(f"{len(new)}/{n_todo} runs")
                 if lines:
                     print(progress_line(record, len(new), n_todo, flops_done, total_flops,
