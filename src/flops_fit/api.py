@@ -84,16 +84,7 @@ def find_optimal(
     plan = pipeline.plan_stage(spec, run.root, workers=workers, executor=executor, estimate_cost=estimate_cost,
                                save=False)
     if not train or spec.needs_data:
-        if train:
-            missing = "dataset" if spec.data is None else "loss_fn"
-            warnings.warn(
-                f"{missing}: not given, so nothing is trained in mode='local'; returning the SweepPlan "
-                "(pass train=False to silence this, or mode='mock' to try the pipeline)",
-                UserWarning,
-                stacklevel=2,
-            )
-        pipeline.save_plan(plan, run)
-        return plan
+        return _plan_only(spec, plan, run, train)
     adaptive = adaptive or target is not None
     if resume and not adaptive:  # before paying for anything: the store refuses another plan's results on opening
         ResultsStore(run.results, plan.fingerprint(), resume=True)
@@ -114,6 +105,20 @@ def find_optimal(
 
 #: a sweep estimated above this many seconds is announced even with progress=False (the CLI asks: confirm_above_s)
 LONG_SWEEP_S = 1800.0
+
+
+def _plan_only(spec: Any, plan: SweepPlan, run: RunDir, train: bool) -> SweepPlan:
+    """train=False, or nothing to train on: save and return the plan (saying why when training was asked)."""
+    if train:
+        missing = "dataset" if spec.data is None else "loss_fn"
+        warnings.warn(
+            f"{missing}: not given, so nothing is trained in mode='local'; returning the SweepPlan "
+            "(pass train=False to silence this, or mode='mock' to try the pipeline)",
+            UserWarning,
+            stacklevel=3,
+        )
+    pipeline.save_plan(plan, run)
+    return plan
 
 
 def _announce(plan: SweepPlan, progress: bool | None) -> None:
