@@ -113,3 +113,17 @@ def test_the_cli_runs_the_same_adaptive_sweep(tmp_path):
     lib = ff.find_optimal("gpt", output_dir=tmp_path / "lib", adaptive=True, **COMMON)
     cli_rounds = json.loads((tmp_path / "cli" / "sweep.json").read_text())["adaptive"]["rounds"]
     assert [r["kind"] for r in cli_rounds] == [r["kind"] for r in lib.plan.adaptive["rounds"]]
+
+
+def test_a_tampered_round_in_sweep_json_is_refused(tmp_path):
+    ff.find_optimal("gpt", output_dir=tmp_path, adaptive=True, **{**COMMON, "n_bootstrap": 0})
+    path = tmp_path / "sweep.json"
+    data = json.loads(path.read_text())
+    data["adaptive"]["rounds"][0]["experiments"].append("../../etc")
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"field 'adaptive'.rounds\[0\]: '../../etc' is not an experiment of this plan"):
+        ff.SweepPlan.load(str(path))
+    data["adaptive"]["rounds"][0] = {"kind": "rm -rf", "compute_budget": 1e18}
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"rounds\[0\]: expected kind budget/extend/stop"):
+        ff.SweepPlan.load(str(path))

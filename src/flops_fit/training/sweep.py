@@ -17,7 +17,7 @@ import time
 import traceback
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import Callable
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
@@ -73,11 +73,12 @@ def failed_record(exp: Experiment, error: str, flops_method: str, transient: boo
 
 
 def progress_line(record: RunRecord, done: int, total: int, flops_done: float, total_flops: float,
-                  elapsed_s: float) -> str:
+                  elapsed_s: float, left_s: float | None = None) -> str:
     """One log line per finished run (what nohup, SLURM and pipes get): the run, and the sweep's progress
-    and time left by FLOPs (runs differ in cost by 10x and more, so counting runs misleads)."""
+    and time left by FLOPs (runs differ in cost by 10x and more, so counting runs misleads); `left_s`, when
+    the runs have cost estimates, replaces the FLOPs extrapolation (see :func:`_time_left`)."""
     frac = flops_done / total_flops if total_flops > 0 else 1.0
-    left = elapsed_s * (1 - frac) / frac if frac > 0 else float("nan")
+    left = left_s if left_s is not None else elapsed_s * (1 - frac) / frac if frac > 0 else float("nan")
     loss = f"loss {record.final_loss:.4f}" if record.final_loss is not None else record.status
     return (f"[flops-fit] {done}/{total} {record.experiment_id}: {loss}, N={record.num_params:.3g}, "
             f"D={record.num_tokens:.3g}, {record.wall_time_s:.1f} s | {frac:.0%} of FLOPs done, "
@@ -120,6 +121,36 @@ def run_sweep(
     return new
 
 
+def _running_share(running: Any, started: dict[str, float], seconds: dict[str, float], cost: dict[str, float],
+                   now: float) -> float:
+    """FLOPs the runs still in flight have done by now, by their estimated seconds (capped at 90%: an estimate
+    is not a finish); 0 for runs without an estimate. Without this, runs at once make time left look long."""
+    done = 0.0
+    for exp in running:
+        est = seconds.get(exp.experiment_id)
+        if est and est > 0:
+            done += cost[exp.experiment_id] * min(0.9, (now - started[exp.experiment_id]) / est)
+    return done
+
+
+def _time_left(finished: list[RunRecord], todo: Any, running: Any, started: dict[str, float],
+               seconds: dict[str, float], now: float, capacity: int) -> float | None:
+    """Seconds left from the runs' cost estimates, scaled by how the finished runs compared with theirs (their
+    own wall time, plus any trunk they trained), spread over the runs at once; None without estimates."""
+    est = [seconds.get(r.experiment_id) for r in finished if r.ok]
+    real = [r.wall_time_s + float(r.details.get("trunk_wall_time_s") or 0.0) for r in finished if r.ok]
+    pairs = [(e, w) for e, w in zip(est, real) if e and w]
+    if not pairs or not seconds:
+        return None
+    scale = sum(w for _, w in pairs) / sum(e for e, _ in pairs)
+    left = sum(seconds.get(e.experiment_id, 0.0) for e in todo)
+    left += sum(seconds.get(e.experiment_id, 0.0) * (1 - min(0.9, (now - started[e.experiment_id])
+                                                            / max(1e-9, seconds.get(e.experiment_id, 0.0) or 1e-9)))
+                for e in running)
+    n = len(todo) + len(list(running))
+    return scale * left / max(1, min(capacity, n)) if n else 0.0
+
+
 def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Executor, progress: bool | None,
            retry_failed: bool, max_retries: int) -> list[RunRecord]:
     done = store.done_ids(include_failed=not retry_failed)
@@ -147,6 +178,8 @@ def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Execut
     flops_done = 0.0
     t_start = time.perf_counter()
     inflight: dict[Future, Experiment] = {}
+    started: dict[str, float] = {}
+    seconds = (plan.cost_estimate or {}).get("per_experiment") or {}
     attempts: dict[str, int] = {}
     n_todo = len(todo)
     try:
@@ -154,6 +187,7 @@ def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Execut
             while todo and len(inflight) < max(1, executor.capacity):
                 exp = todo.popleft()
                 inflight[executor.submit(run_fn, exp)] = exp
+                started[exp.experiment_id] = time.perf_counter()
             finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             for fut in finished:
                 exp = inflight.pop(fut)
@@ -185,8 +219,11 @@ def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Execut
                 bar.update(cost[exp.experiment_id])
                 bar.set_postfix_str(f"{len(new)}/{n_todo} runs")
                 if lines:
-                    print(progress_line(record, len(new), n_todo, flops_done, total_flops,
-                                        time.perf_counter() - t_start), file=sys.stderr, flush=True)
+                    now = time.perf_counter()
+                    running = _running_share(inflight.values(), started, seconds, cost, now)
+                    left = _time_left(new, todo, inflight.values(), started, seconds, now, executor.capacity)
+                    print(progress_line(record, len(new), n_todo, flops_done + running, total_flops,
+                                        now - t_start, left), file=sys.stderr, flush=True)
     finally:
         bar.close()
     return new
