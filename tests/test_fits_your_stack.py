@@ -123,3 +123,25 @@ def test_a_killed_train_fn_sweep_resumes_without_rerunning_finished_runs(tmp_pat
     ids = [r["experiment_id"] for r in records]
     assert len(ids) == len(set(ids)) >= 6 and finished and not finished & set(again)  # finished runs not rerun
     assert sorted(set(again) | finished) == sorted(ids)
+
+
+def test_progress_lines_go_through_the_flops_fit_logger_and_long_runs_log_as_they_go(tmp_path, caplog,
+                                                                                    monkeypatch):
+    """Routed like any logging (here pytest's handler on the root logger receives them, and no handler of our
+    own is added); a run longer than RUN_LOG_EVERY_S logs its step, loss and speed while it trains."""
+    import logging
+
+    from flops_fit.training import trainer
+
+    monkeypatch.setattr(trainer, "RUN_LOG_EVERY_S", 0.0)
+    caplog.set_level(logging.INFO, logger="flops_fit")
+    res = ff.find_optimal(H.TinyLM, "d_model", dataset=H.TokenData(512), loss_fn=H.lm_loss, compute_budgets=[3e7, 1e8],
+                          num_model_sizes=3, span_decades=0.5, size_min=4, size_max=128, n_bootstrap=0, workers=1,
+                          train_config={"batch_size": 8, "log_every": 5}, output_dir=tmp_path)
+    ours = [r for r in caplog.records if r.name == "flops_fit.progress"]
+    finished = [r.getMessage() for r in ours if "of FLOPs done" in r.getMessage()]
+    during = [r.getMessage() for r in ours if " step " in r.getMessage()]
+    assert len(finished) == len(res.records) and finished[-1].startswith(f"[flops-fit] {len(res.records)}/")
+    assert during and all("loss " in m and "tokens/s" in m and "left" in m for m in during)
+    assert {m.split(":")[0] for m in during} <= {f"[flops-fit] {r.experiment_id}" for r in res.records}
+    assert not logging.getLogger("flops_fit").handlers  # the user's (here pytest's) handlers route them

@@ -19,6 +19,8 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, Callable
 
+from flops_fit.log import progress_logger
+
 from tqdm.auto import tqdm
 
 from flops_fit.planning import Experiment, SweepPlan
@@ -196,8 +198,8 @@ def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Execut
                 if exc is not None and is_transient(exc) and attempts[exp.experiment_id] <= max_retries:
                     todo.append(exp)  # a one-off fault: the same run again, resuming from its checkpoint
                     if lines:
-                        print(f"[flops-fit] {exp.experiment_id}: transient failure, retrying "
-                              f"({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr, flush=True)
+                        progress_logger().warning(f"[flops-fit] {exp.experiment_id}: transient failure, retrying "
+                                                  f"({type(exc).__name__}: {str(exc)[:200]})")
                     continue
                 if exc is None:
                     record = fut.result()
@@ -222,8 +224,8 @@ def _drive(plan: SweepPlan, run_fn: RunFn, store: ResultsStore, executor: Execut
                     now = time.perf_counter()
                     running = _running_share(inflight.values(), started, seconds, cost, now)
                     left = _time_left(new, todo, inflight.values(), started, seconds, now, executor.capacity)
-                    print(progress_line(record, len(new), n_todo, flops_done + running, total_flops,
-                                        now - t_start, left), file=sys.stderr, flush=True)
+                    progress_logger().info(progress_line(record, len(new), n_todo, flops_done + running,
+                                                         total_flops, now - t_start, left))
     finally:
         bar.close()
     return new

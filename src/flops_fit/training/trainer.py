@@ -61,6 +61,9 @@ from flops_fit.training.schedule import (  # noqa: F401  (re-exported)
 )
 from flops_fit.training.store import STATUS_COMPLETED, STATUS_DIVERGED, RunRecord
 
+#: a run that trains longer than this without a terminal logs a progress line this often (seconds)
+RUN_LOG_EVERY_S = 60.0
+
 
 
 # ---------------------------------------------------------------------------
@@ -484,8 +487,10 @@ class _Run:
         bar = tqdm(total=self.total_steps, initial=self.step, desc=self.exp.experiment_id, unit="step", leave=False,
                    position=1, dynamic_ncols=True,
                    disable=(None if self.cfg.progress is None else not self.cfg.progress) if self.rank == 0 else True)
-        last_ckpt = t_loop = time.perf_counter()
+        last_ckpt = t_loop = last_line = time.perf_counter()
         units_at_start = self.units_seen
+        # without a terminal (nohup, SLURM, a pipe) and unless progress=False: a line every RUN_LOG_EVERY_S
+        periodic = self.rank == 0 and self.cfg.progress is None and not sys.stderr.isatty()
         try:
             while self.units_seen < self.D - 1e-9:
                 self._train_step(self._micro_batches())
@@ -494,9 +499,12 @@ class _Run:
                 if self.step % self.cfg.log_every == 0 or final or self.step == 1:
                     if self._stop(self._drain()):
                         break
+                    rate = (self.units_seen - units_at_start) / max(1e-9, time.perf_counter() - t_loop)
                     if bar.disable is False and self.ema is not None:
-                        rate = (self.units_seen - units_at_start) / max(1e-9, time.perf_counter() - t_loop)
                         bar.set_postfix_str(f"loss {self.ema:.3f}, {rate:,.0f} {self.inp.info.units}/s", refresh=False)
+                    if periodic and not final and time.perf_counter() - last_line >= RUN_LOG_EVERY_S:
+                        last_line = time.perf_counter()
+                        self._log_line(rate, last_line - t_loop)
                 if not final and self._checkpoint_due(last_ckpt):
                     if self._stop(self._drain()):
                         break
@@ -508,6 +516,16 @@ class _Run:
             torch.cuda.synchronize(self.device)
         train_time = time.perf_counter() - t_loop
         return self._finish(train_time, (self.units_seen - units_at_start) / train_time if train_time > 0 else math.nan)
+
+    def _log_line(self, rate: float, elapsed: float) -> None:
+        from flops_fit.log import progress_logger
+
+        frac = self.units_seen / self.D if self.D else 1.0
+        left = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
+        loss = f"loss {self.ema:.4f}" if self.ema is not None else "loss ?"
+        progress_logger().info(f"[flops-fit] {self.exp.experiment_id}: step {self.step}/{self.total_steps} "
+                               f"({frac:.0%}), {loss}, {rate:,.0f} {self.inp.info.units}/s, {elapsed:.0f} s in, "
+                               f"about {left:.0f} s left")
 
     def _stop(self, reason: str) -> bool:
         if reason:
