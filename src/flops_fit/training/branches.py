@@ -26,7 +26,7 @@ from flops_fit import io
 from flops_fit.training import checkpoint as ckpt
 from flops_fit.training.schedule import CONSTANT
 from flops_fit.training.store import RunRecord
-from flops_fit.training.trainer import RunInputs, _Run, train_run  # noqa: F401  (train_run: the entry point)
+from flops_fit.training.trainer import RunInputs, _Run
 
 TRUNK_LOCK = ".trunk.lock"
 
