@@ -91,28 +91,15 @@ def test_result_and_plan_display_as_html_in_notebooks(tmp_path, toy_model):
 
 def test_a_killed_train_fn_sweep_resumes_without_rerunning_finished_runs(tmp_path):
     import os
-    import signal
-    import time
+
+    from ff_proc_helpers import kill_script_when
 
     script = Path(__file__).parent / "training" / "train_fn_script_for_kill.py"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = tmp_path / "o"
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
     journal = out / "results.journal.jsonl"
-    deadline = time.time() + 120
-    try:
-        while not (journal.exists() and len(journal.read_text().splitlines()) >= 2):
-            if proc.poll() is not None:
-                pytest.fail(f"the sweep ended before it could be killed: {proc.stdout.read().decode()[-2000:]}")
-            if time.time() > deadline:
-                pytest.fail("no two runs finished")
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_script_when(script, out, lambda: journal.exists() and len(journal.read_text().splitlines()) >= 2,
+                     "two finished runs")
     finished = {json.loads(line)["record"]["experiment_id"] for line in journal.read_text().splitlines()}
     before = len((out / "starts.log").read_text().split())
     done = subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True, text=True,

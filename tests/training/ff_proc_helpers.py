@@ -76,3 +76,29 @@ def time_ns():
     import time
 
     return time.time_ns()
+
+
+def kill_script_when(script, out, ready, what: str, timeout: float = 120.0) -> None:
+    """Start `python script out`, SIGKILL it once `ready()` is true (it must not finish first), and wait."""
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    try:
+        while not ready():
+            if proc.poll() is not None:
+                pytest.fail(f"the sweep ended before it could be killed: {proc.stdout.read().decode()[-2000:]}")
+            if time.time() > deadline:
+                pytest.fail(f"{what} did not happen within {timeout:.0f} s")
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from ff_proc_helpers import kill_script_when
 from ff_train_helpers import TinyLM, TokenData, lm_loss
 
 import flops_fit as ff
@@ -123,22 +122,8 @@ def test_a_killed_branched_sweep_resumes_its_trunk_and_trains_each_branch_once(t
     assert ref.returncode == 0, ref.stdout[-2000:] + ref.stderr[-2000:]
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
     gate = out / "checkpoints" / "trunk-d_model4" / "state.json"  # the longest trunk's mid-trunk checkpoint
-    deadline = time.time() + 120
-    try:
-        while not gate.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"the sweep ended before it could be killed: {proc.stdout.read().decode()[-2000:]}")
-            if time.time() > deadline:
-                pytest.fail("no trunk checkpoint appeared")
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_script_when(script, out, gate.exists, "a trunk checkpoint")
     done = subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -14,13 +14,12 @@ order: a second branch of the same size waits for the trunk, then finds its snap
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from flops_fit import io
 from flops_fit.training import checkpoint as ckpt
@@ -99,23 +98,6 @@ class _Trunk(_Run):
         return start
 
 
-@contextlib.contextmanager
-def _trunk_lock(trunk_dir: Path) -> Iterator[None]:
-    """Blocking: the second branch of a size waits while the first trains the trunk."""
-    trunk_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with io.open_lock_file(trunk_dir / TRUNK_LOCK) as fd:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-
 def ensure_trunk(inp: RunInputs, trunk_id: str, fork_step: int, precision: str) -> dict[str, Any]:
     """Train the trunk (from its latest state) unless the snapshot at `fork_step` exists. What was trained here
     ({} if nothing): seconds, and the steps from and to, for the record of the branch that paid for it."""
@@ -123,7 +105,7 @@ def ensure_trunk(inp: RunInputs, trunk_id: str, fork_step: int, precision: str) 
     trunk = inp.design["trunks"][trunk_id]
     fp = trunk_fingerprint(inp, trunk, trunk_id, precision)
     trunk_dir = ckpt.checkpoint_dir(inp.output_dir, trunk_id)
-    with _trunk_lock(trunk_dir):
+    with ckpt.run_lock(trunk_dir, name=TRUNK_LOCK, wait=True):  # a second branch waits for the first
         if _has_snapshot(trunk_dir, fork_step, fp):
             return {}
         missing = [s for s in trunk["fork_steps"] if not _has_snapshot(trunk_dir, s, fp)]

@@ -126,20 +126,21 @@ class RunBusyError(RuntimeError):
 
 
 @contextlib.contextmanager
-def run_lock(ckpt_dir: Path) -> Iterator[None]:
+def run_lock(ckpt_dir: Path, *, name: str = RUN_LOCK, wait: bool = False) -> Iterator[None]:
     """Hold checkpoints/<id>/.run.lock while training, so no two processes (an orphan of a killed driver, a
-    job of an earlier submission) ever train the same experiment into the same checkpoint."""
+    job of an earlier submission) ever train the same experiment into the same checkpoint. `wait`: block
+    until the lock is free instead of raising RunBusyError (a trunk that a second branch waits for)."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    with io.open_lock_file(ckpt_dir / RUN_LOCK) as fd:
+    with io.open_lock_file(ckpt_dir / name) as fd:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunBusyError(f"{ckpt_dir / RUN_LOCK}: another process is training this experiment now; "
+            raise RunBusyError(f"{ckpt_dir / name}: another process is training this experiment now; "
                                "it is retried once that process has finished") from None
         try:
             yield
