@@ -173,16 +173,14 @@ def prepare_execution(plan: SweepPlan, spec: StudySpec, *, workers: int | str = 
 def _design_cost(est: dict[str, Any], plan: SweepPlan) -> None:
     """Per-run seconds of a trunk-and-branch design: each branch its cooldown's share of a separate run, and
     the trunk (up to its last fork) charged to the branch that trains it first, its longest."""
+    from flops_fit.design import run_costs
+
     per = est.get("per_experiment") or {}
     if not per:
         return
-    runs = {e.experiment_id: e for e in plan.runnable}
-    out = {}
-    for eid, br in plan.design["branches"].items():
-        out[eid] = per[eid] * br["branch_units"] / runs[eid].num_tokens
-    for trunk in plan.design["trunks"].values():
-        longest = trunk["branches"][-1]
-        out[longest] += per[longest] * trunk["units"] / runs[longest].num_tokens
+    longest_first = sorted(plan.runnable, key=lambda e: -e.num_tokens)  # each trunk's first taker: its longest
+    cost = run_costs(plan, longest_first)
+    out = {e.experiment_id: per[e.experiment_id] * cost[e.experiment_id] / e.flops for e in longest_first}
     est["separate_runs_seconds"] = float(sum(per.values()))
     est["per_experiment"], est["total_seconds"] = out, float(sum(out.values()))
 
