@@ -3,8 +3,12 @@
 Same process, same model (built-in GPT), same data (stdlib byte corpus), same
 batch size and AdamW settings; the two are interleaved `--reps` times and the
 median throughput of each is compared. The trainer's figure is its own
-``details["units_per_s"]`` (training loop only: no model build, FLOPs
-measurement or validation), the loop's is timed the same way.
+record (training loop only: no model build, FLOPs measurement or validation):
+``details["units_per_s"]`` by wall time and ``units_trained / details["cpu_time_train_s"]``
+by this process's CPU time; the loop's is timed the same two ways. The target is
+judged on CPU time: on a shared machine wall time swings by 2x between identical
+reps (other processes take the core), while at one thread the CPU seconds a loop
+uses are its work. Both figures are printed and recorded.
 
     python benchmarks/bench_trainer_overhead.py [--steps 300] [--reps 3] [--d-models 16 56 256] [--threads 1]
 
@@ -56,8 +60,9 @@ def dataset(seq_len: int):
         return D(), None, 256, "random tokens"
 
 
-def hand_loop(model_kwargs, train, steps, batch_size, cfg: TrainConfig, clip: bool) -> float:
-    """The minimal loop: DataLoader(shuffle), forward, loss, backward, (clip), AdamW step."""
+def hand_loop(model_kwargs, train, steps, batch_size, cfg: TrainConfig, clip: bool) -> tuple[float, float]:
+    """The minimal loop: DataLoader(shuffle), forward, loss, backward, (clip), AdamW step; (units per wall
+    second, units per CPU second)."""
     torch.manual_seed(0)
     model = GPT(**model_kwargs)
     opt = torch.optim.AdamW(model.optimizer_param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
@@ -65,7 +70,7 @@ def hand_loop(model_kwargs, train, steps, batch_size, cfg: TrainConfig, clip: bo
     loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
     it = iter(loader)
     units = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         batch = next(it)
         loss = causal_lm_loss(model(batch["input_ids"]), batch)
@@ -75,10 +80,11 @@ def hand_loop(model_kwargs, train, steps, batch_size, cfg: TrainConfig, clip: bo
         opt.step()
         opt.zero_grad(set_to_none=True)
         units += batch["input_ids"].numel()
-    return units / (time.perf_counter() - t0)
+    return units / (time.perf_counter() - t0), units / (time.process_time() - c0)
 
 
-def trainer(model_kwargs, train, val, steps, batch_size, seq_len, cfg: TrainConfig, out: Path, rep: int) -> float:
+def trainer(model_kwargs, train, val, steps, batch_size, seq_len, cfg: TrainConfig, out: Path,
+            rep: int) -> tuple[float, float]:
     fn = make_run_fn(model_factory=GPT, size_param="d_model", model_kwargs={k: v for k, v in model_kwargs.items()
                                                                             if k != "d_model"},
                      dataset=train, loss_fn=causal_lm_loss, train_config=cfg, output_dir=out / f"r{rep}", seed=0,
@@ -87,13 +93,14 @@ def trainer(model_kwargs, train, val, steps, batch_size, seq_len, cfg: TrainConf
     exp = Experiment(f"bench{rep}", 1.0, 0, model_kwargs["d_model"], n, float(steps * batch_size * seq_len), 1.0)
     rec = fn(exp)
     assert rec.status == "completed", rec.error
-    return float(rec.details["units_per_s"])
+    d = rec.details
+    return float(d["units_per_s"]), float(d["units_trained"]) / float(d["cpu_time_train_s"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--d-models", type=int, nargs="+", default=[16, 56, 256])
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -107,20 +114,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for d in args.d_models:
             mk = {"d_model": d, "n_layers": 2, "head_dim": 8, "vocab_size": vocab, "max_seq_len": args.seq_len}
-            res = {"trainer": [], "loop": [], "loop_clip": []}
+            wall = {"trainer": [], "loop": [], "loop_clip": []}
+            cpu = {k: [] for k in wall}
             hand_loop(mk, train, 20, args.batch_size, cfg, True)  # warm-up
             for rep in range(args.reps):  # interleaved, so drift in the machine's speed hits all three alike
-                res["loop"].append(hand_loop(mk, train, args.steps, args.batch_size, cfg, False))
-                res["trainer"].append(trainer(mk, train, val, args.steps, args.batch_size, args.seq_len, cfg,
-                                              Path(tmp) / f"d{d}", rep))
-                res["loop_clip"].append(hand_loop(mk, train, args.steps, args.batch_size, cfg, True))
-            med = {k: statistics.median(v) for k, v in res.items()}
-            sizes[str(d)] = {"num_params": GPT(**mk).num_params(), "units_per_s": res, "median_units_per_s": med,
+                for name, f in (("loop", lambda: hand_loop(mk, train, args.steps, args.batch_size, cfg, False)),
+                                ("trainer", lambda: trainer(mk, train, val, args.steps, args.batch_size, args.seq_len,
+                                                            cfg, Path(tmp) / f"d{d}", rep)),
+                                ("loop_clip", lambda: hand_loop(mk, train, args.steps, args.batch_size, cfg, True))):
+                    w, c = f()
+                    wall[name].append(w)
+                    cpu[name].append(c)
+            med = {k: statistics.median(v) for k, v in cpu.items()}
+            med_wall = {k: statistics.median(v) for k, v in wall.items()}
+            sizes[str(d)] = {"num_params": GPT(**mk).num_params(), "units_per_cpu_s": cpu, "units_per_s": wall,
+                             "median_units_per_cpu_s": med, "median_units_per_s": med_wall,
                              "trainer_vs_same_math_loop": med["trainer"] / med["loop_clip"],
-                             "trainer_vs_minimal_loop": med["trainer"] / med["loop"]}
-            print(f"d_model {d:4d}: trainer {med['trainer']:,.0f} tok/s, same-math loop (grad clip) "
+                             "trainer_vs_minimal_loop": med["trainer"] / med["loop"],
+                             "trainer_vs_same_math_loop_wall": med_wall["trainer"] / med_wall["loop_clip"]}
+            print(f"d_model {d:4d}: per CPU second: trainer {med['trainer']:,.0f} tok, same-math loop (grad clip) "
                   f"{med['loop_clip']:,.0f}, minimal loop {med['loop']:,.0f}: trainer at "
-                  f"x{sizes[str(d)]['trainer_vs_same_math_loop']:.3f} of the same-math loop", flush=True)
+                  f"x{sizes[str(d)]['trainer_vs_same_math_loop']:.3f} of the same-math loop "
+                  f"(by wall time x{sizes[str(d)]['trainer_vs_same_math_loop_wall']:.3f})", flush=True)
     try:
         load = os.getloadavg()
     except OSError:
@@ -133,7 +148,8 @@ def main() -> None:
         "steps_per_rep": args.steps,
         "reps": args.reps,
         "sizes": sizes,
-        "target": ">= 0.97 of a same-math hand-written loop at d_model 16, 56 and 256 (issue 'Use the whole machine')",
+        "target": ">= 0.97 of a same-math hand-written loop at d_model 16, 56 and 256 (issue 'Use the whole machine'), "
+                  "judged on units per CPU second (median of the interleaved reps)",
         "target_met": all(v["trainer_vs_same_math_loop"] >= 0.97 for v in sizes.values()),
         "machine": {
             "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),

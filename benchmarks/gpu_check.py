@@ -6,7 +6,10 @@ Prints every figure and writes benchmarks/results/gpu_check.json:
    estimate against it, the fitted exponent a and how many budgets bracket their optimum;
 2. one mid-size GPT run (d_model 1024, 8 layers, seq 512) for achieved FLOP/s and MFU
    (6·N·tokens per second over the device's dense bf16 peak, from --peak-tflops or a table);
-3. k tiny runs packed on the device (workers=k, one process each) against the same runs one at a time.
+3. k tiny runs packed on the device (workers=k, one process each) against the same runs one at a time
+   (the plan's execution reason says whether CUDA MPS was running);
+4. the same tiny runs with TrainConfig(compile="reduce-overhead") (CUDA graphs) against eager: tokens/s
+   of the training loop (compilation included), wall time and the losses.
 
     python benchmarks/gpu_check.py [--k 4] [--peak-tflops 989] [--skip-demo]
 
@@ -98,8 +101,31 @@ def packed(k: int, out: str) -> dict:
                             output_dir=os.path.join(out, f"w{workers}"), progress=False, workers=workers,
                             n_bootstrap=0, estimate_cost=False)
         res[f"workers_{workers}"] = {"wall_s": time.perf_counter() - t0, "runs": len(r.records),
+                                     "execution": r.plan.execution,
                                      "losses": {x.experiment_id: x.final_loss for x in r.records}}
     res["speedup"] = res["workers_1"]["wall_s"] / res[f"workers_{k}"]["wall_s"]
+    return res
+
+
+def compiled(out: str) -> dict:
+    import statistics
+
+    import flops_fit as ff
+
+    res = {}
+    for mode in (False, "reduce-overhead"):
+        t0 = time.perf_counter()
+        r = ff.find_optimal("gpt", model_kwargs={"n_layers": 2, "head_dim": 8, "max_seq_len": 64}, dataset="stdlib",
+                            data_options={"seq_len": 64}, compute_budgets=[3e10], num_model_sizes=3,
+                            span_decades=0.5, center_tokens_per_param=60, size_min=8, size_max=128,
+                            train_config={"batch_size": 16, "val_units": 64 * 64, "device": "cuda", "dtype": "bf16",
+                                          "compile": mode},
+                            output_dir=os.path.join(out, f"compile_{mode}"), progress=False, workers=1,
+                            n_bootstrap=0, estimate_cost=False)
+        res[str(mode)] = {"wall_s": time.perf_counter() - t0,
+                          "median_units_per_s": statistics.median(x.details["units_per_s"] for x in r.records),
+                          "losses": {x.experiment_id: x.final_loss for x in r.records}}
+    res["units_per_s_ratio"] = res["reduce-overhead"]["median_units_per_s"] / res["False"]["median_units_per_s"]
     return res
 
 
@@ -124,6 +150,10 @@ def main() -> None:
         pk = out["packed"]
         print(f"tiny runs: one at a time {pk['workers_1']['wall_s']:.1f} s, {args.k} packed "
               f"{pk[f'workers_{args.k}']['wall_s']:.1f} s (x{pk['speedup']:.2f})")
+        out["compile"] = compiled(tmp)
+        cp = out["compile"]
+        print(f"tiny runs, compile='reduce-overhead' vs eager: x{cp['units_per_s_ratio']:.2f} tokens/s "
+              f"(wall {cp['reduce-overhead']['wall_s']:.1f} s vs {cp['False']['wall_s']:.1f} s)")
         if not args.skip_demo:
             out["demo"] = demo(os.path.join(tmp, "demo"))
             d = out["demo"]

@@ -59,6 +59,19 @@ def test_asked_workers_are_checked_not_silently_changed():
             choose_execution(bad, **AUTO)
 
 
+def test_packed_gpu_runs_say_whether_cuda_mps_lets_their_kernels_overlap(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    gpu = {**AUTO, "device": "cuda:0", "free_memory": 80 * GiB}
+    off = choose_execution(4, **gpu)
+    assert off["workers"] == 4 and "CUDA MPS is not running" in off["reason"]
+    assert "nvidia-cuda-mps-control -d" in off["reason"]
+    (tmp_path / "control").touch()  # the daemon's control pipe
+    on = choose_execution(4, **gpu)
+    assert on["workers"] == 4 and "CUDA MPS is running" in on["reason"]
+    assert "MPS" not in choose_execution(1, **gpu)["reason"]  # one run: nothing to overlap
+    assert "MPS" not in choose_execution(2, **AUTO)["reason"]  # CPU runs
+
+
 def test_makespan_is_longest_first_on_k_slots():
     assert makespan([4, 3, 3, 2], 1) == 12
     assert makespan([4, 3, 3, 2], 2) == 6  # {4, 2} and {3, 3}

@@ -124,6 +124,7 @@ def test_model_cannot_be_built():
         ({"warmup": 2.0}, r"TrainConfig.warmup: expected 'N' or a fraction"),
         ({"dtype": "fp16"}, r"TrainConfig.dtype: expected 'auto', 'fp32' or 'bf16', found 'fp16'"),
         ({"lr_scaling": "width"}, r"TrainConfig.lr_scaling"),
+        ({"compile": "fast"}, r"TrainConfig.compile: expected True, False or one of \['default', 'reduce-overhead'"),
     ],
 )
 def test_train_config_validation(kw, msg):

@@ -147,6 +147,27 @@ def test_measured_flops_recorded(tmp_path):
     assert d["flops_6nd"] == pytest.approx(6 * r.num_params * 640)
 
 
+def test_a_run_records_the_cpu_time_of_its_loop_beside_the_wall_time(tmp_path):
+    d = run(tmp_path, D=3000).details
+    assert 0 < d["cpu_time_train_s"] and d["wall_time_train_s"] > 0
+    # one thread in this process: the CPU seconds cannot exceed the wall seconds by more than the clocks' grain
+    assert d["cpu_time_train_s"] <= d["wall_time_train_s"] * torch.get_num_threads() + 0.05
+
+
+@pytest.mark.parametrize("setting, mode", [(True, None), ("reduce-overhead", "reduce-overhead"),
+                                           ("max-autotune", "max-autotune")])
+def test_compile_wraps_the_model_in_the_mode_asked(tmp_path, monkeypatch, setting, mode):
+    seen = []
+
+    def fake_compile(model, mode=None, **kw):  # what the trainer asks torch.compile for (no C++ compiler here)
+        seen.append(mode)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    r = run(tmp_path, cfg=TrainConfig(**{**CFG.to_dict(), "compile": setting}), D=640)
+    assert r.status == "completed" and seen == [mode]
+
+
 def test_resume_from_checkpoint_is_exact(tmp_path):
     cfg = TrainConfig(batch_size=8, val_units=128, progress=False, checkpoint_every_steps=10)
     full = run(tmp_path / "full", cfg=cfg, D=64 * 30)

@@ -47,7 +47,9 @@ class TrainConfig:
     Precision/device
         device="auto": CUDA when available else CPU. dtype="auto": bf16
         autocast on CUDA, fp32 on CPU ("fp32"/"bf16" force it). compile: wrap
-        the model in torch.compile.
+        the model in torch.compile (True), or in one of its modes by name:
+        "reduce-overhead" records CUDA graphs, which pays for tiny models
+        whose steps are launch-bound on a GPU (see benchmarks/gpu_check.py).
     Evaluation
         The final loss is the mean loss on a held-out validation split of
         ``val_units`` units (None: 256 samples), the same split for every run.
@@ -78,7 +80,7 @@ class TrainConfig:
     cooldown_shape: str = "1-sqrt"
     device: str = "auto"
     dtype: str = "auto"
-    compile: bool = False
+    compile: bool | str = False
     val_units: float | None = None
     val_batch_size: int | None = None
     divergence_factor: float = 3.0
@@ -126,6 +128,9 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.device: expected 'auto', 'cpu', 'cuda', ..., found {self.device!r}") from None
         if self.dtype not in ("auto", "fp32", "bf16"):
             raise ValueError(f"TrainConfig.dtype: expected 'auto', 'fp32' or 'bf16', found {self.dtype!r}")
+        if not (isinstance(self.compile, bool) or self.compile in COMPILE_MODES):
+            raise ValueError(f"TrainConfig.compile: expected True, False or one of {list(COMPILE_MODES)}, "
+                             f"found {self.compile!r}")
         if self.val_units is not None and not self.val_units > 0:
             raise ValueError(f"TrainConfig.val_units: expected a positive number or None, found {self.val_units!r}")
         if self.val_batch_size is not None:
@@ -150,6 +155,10 @@ class TrainConfig:
         """The fields that determine a run's result: part of the plan's fingerprint."""
         return {k: v for k, v in self.to_dict().items() if k not in self.OPERATIONAL_FIELDS}
 
+
+
+#: torch.compile's modes, by the names it takes
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _pos_int(name: str, v: Any) -> None:

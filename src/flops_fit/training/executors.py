@@ -470,6 +470,16 @@ def workers_blocker(objects: tuple[Any, ...]) -> str | None:
     return None
 
 
+def cuda_mps_running() -> bool:
+    """Whether a CUDA MPS control daemon is listening (its pipe directory from CUDA_MPS_PIPE_DIRECTORY, else
+    the default /tmp/nvidia-mps). Under MPS the kernels of packed run processes run at once; without it the
+    processes time-slice the GPU. Starting the daemon is the machine owner's call, not ours."""
+    from pathlib import Path
+
+    pipe_dir = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps")
+    return (pipe_dir / "control").exists()
+
+
 def threads_per_run(num_threads: int | None, max_params: int, device: str) -> int | None:
     """Threads each run gets: as asked, else one for a small CPU model (tiny matmuls do not scale across
     threads; the cores go to concurrent runs instead), else all (None). Decided before the cost probe, which
@@ -534,7 +544,12 @@ def choose_execution(
     if workers > fit:
         raise ValueError(f"workers: {workers} runs at once need about {workers * run_bytes(max_params) / 2**30:.1f} "
                          f"GiB, but {free_memory / 2**30:.1f} GiB is free; pass workers={fit} or fewer")
-    return {"workers": workers, "threads_per_run": threads, "reason": f"{workers} run(s) at once, as asked"}
+    reason = f"{workers} run(s) at once, as asked"
+    if on_cuda and workers > 1:
+        reason += ("; CUDA MPS is running: their kernels overlap" if cuda_mps_running() else
+                   "; CUDA MPS is not running: the runs time-slice the GPU (start it with "
+                   "`nvidia-cuda-mps-control -d` to let their kernels overlap)")
+    return {"workers": workers, "threads_per_run": threads, "reason": reason}
 
 
 def makespan(seconds: list[float], workers: int) -> float:

@@ -276,6 +276,7 @@ class _Run:
         run starts from the trunk's state at fork_step with the trunk's warmup. `schedule`/`warm` override the
         config's (a trunk: constant LR after its warmup)."""
         self.t_start = time.perf_counter()
+        self.cpu_train_s: float | None = None  # set when the loop ends
         self.exp, self.inp, self.cfg = exp, inp, inp.config
         self.fork, self.schedule, self.forked_at = fork, schedule or inp.config.schedule, None
         self.ddp = dist.is_available() and dist.is_initialized()
@@ -326,7 +327,9 @@ class _Run:
         if cfg.measure_flops and self.flops_per_unit is None and inp.val_batches:  # before DDP hooks the model
             self.flops_per_unit = _measure_flops(self.model, inp.val_batches[0], inp, self.signature, self.device,
                                                  self.amp_dtype)
-        net = torch.compile(self.model) if cfg.compile else self.model
+        net = self.model
+        if cfg.compile:  # True: torch's default mode; a string names the mode ("reduce-overhead": CUDA graphs)
+            net = torch.compile(self.model, mode=None if cfg.compile is True else cfg.compile)
         if self.ddp:
             net = torch.nn.parallel.DistributedDataParallel(
                 net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -488,6 +491,7 @@ class _Run:
                    position=1, dynamic_ncols=True,
                    disable=(None if self.cfg.progress is None else not self.cfg.progress) if self.rank == 0 else True)
         last_ckpt = t_loop = last_line = time.perf_counter()
+        cpu_loop = time.process_time()
         units_at_start = self.units_seen
         # without a terminal (nohup, SLURM, a pipe) and unless progress=False: a line every RUN_LOG_EVERY_S
         periodic = self.rank == 0 and self.cfg.progress is None and not sys.stderr.isatty()
@@ -515,6 +519,7 @@ class _Run:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         train_time = time.perf_counter() - t_loop
+        self.cpu_train_s = time.process_time() - cpu_loop
         return self._finish(train_time, (self.units_seen - units_at_start) / train_time if train_time > 0 else math.nan)
 
     def _log_line(self, rate: float, elapsed: float) -> None:
@@ -577,6 +582,9 @@ class _Run:
                 "schedule": describe_schedule(cfg, self.warm, self.total_steps),
             },
             "units_per_s": units_per_s, "wall_time_train_s": train_time,
+            # this process's CPU seconds in the loop (all its threads): beside the wall time it tells a run
+            # slowed by other processes (wall > CPU at one thread) from one with more work
+            "cpu_time_train_s": self.cpu_train_s,
             "peak_memory_bytes": peak_memory_bytes(self.device), "epochs": self._epochs(),
             "device": str(self.device), "dtype": self.precision, "world_size": self.world,
             "flops_6nd": flops_6nd, "flops_measured": flops_measured, "flops_per_unit_measured": self.flops_per_unit,
