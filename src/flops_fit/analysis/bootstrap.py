@@ -31,6 +31,8 @@ from flops_fit.analysis.data_io import load_fit_data, read_table
 from flops_fit.analysis.outliers import DEFAULT_Z_THRESHOLD
 from flops_fit.analysis.parametric import (
     METHODS,
+    NEWTON_GTOL,
+    NEWTON_MAX_ITER,
     PARAM_NAMES,
     ParametricFit,
     PreparedData,
@@ -258,27 +260,62 @@ _BATCH_CELLS = 60_000
 
 
 def _best_of_starts(W: np.ndarray, lN: np.ndarray, lD: np.ndarray, lL: np.ndarray, starts: np.ndarray,
-                    delta: float) -> tuple[np.ndarray, np.ndarray]:
-    """Batched Newton from every start for the resamples (weight rows) of W; the lowest converged objective wins."""
+                    delta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batched Newton from every start for the resamples (weight rows) of W; the lowest converged objective wins.
+    Also returns, per row, the lowest point reached converged or not (where an unconverged row goes on from)."""
     thetas = np.full((W.shape[0], 5), np.nan)
     conv = np.zeros(W.shape[0], dtype=bool)
     best = np.full(W.shape[0], np.inf)
+    reached = np.full((W.shape[0], 5), np.nan)
+    lowest = np.full(W.shape[0], np.inf)
     for start in starts:
-        th, cv = solve_weighted_batch(start, W, lN, lD, lL, delta=delta)
-        f = _weighted_terms(th, W, lN, lD, lL, delta, hessian=False)
-        f = np.where(cv & np.isfinite(f), f, np.inf)
+        th, cv = solve_weighted_batch(start, W, lN, lD, lL, delta=delta, max_iter=FIRST_PASS_ITER)
+        f_any = _weighted_terms(th, W, lN, lD, lL, delta, hessian=False)
+        f_any = np.where(np.isfinite(f_any), f_any, np.inf)
+        low = f_any < lowest
+        lowest[low], reached[low] = f_any[low], th[low]
+        f = np.where(cv, f_any, np.inf)
         take = f < best
         best[take], thetas[take], conv[take] = f[take], th[take], True
-    return thetas, conv
+    return thetas, conv, reached
+
+
+#: Newton iterations from each start; a resample not converged by then goes on from the lowest point any
+#: start reached (CONTINUE_ITER more), after the E -> 0 limit is tried
+FIRST_PASS_ITER = NEWTON_MAX_ITER
+CONTINUE_ITER = 1500
+#: log E that puts the irreducible term out of reach of every loss (e^-60 next to losses of order 1)
+_LOG_E_ZERO = -60.0
+
+
+def _irreducible_at_zero(W: np.ndarray, lN: np.ndarray, lD: np.ndarray, lL: np.ndarray, start: np.ndarray,
+                         delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """For resamples whose Newton did not converge: the fit with E -> 0 (L = A/N^alpha + B/D^beta), and
+    whether that is their optimum (converged, and adding any E raises the objective: dF/dE >= 0 at E = 0).
+
+    A resample that does not pin E has its infimum there, at log E -> -inf, which Newton approaches only
+    in hundreds of steps along a flat valley and L-BFGS-B reaches one resample at a time (70 ms each):
+    this finds the same point for all of them in one batch. Rows where it is not the optimum (or does
+    not converge) go on to L-BFGS-B."""
+    s0 = np.array(start, dtype=float)
+    s0[2] = _LOG_E_ZERO
+    th, cv = solve_weighted_batch(s0, W, lN, lD, lL, delta=delta)
+    pred = np.logaddexp(th[:, 0:1] - th[:, 3:4] * lN, th[:, 1:2] - th[:, 4:5] * lD)  # log L without E
+    r = pred - lL
+    slope_e = (W * np.clip(r, -delta, delta) * np.exp(-pred)).sum(1)  # dF/dE at E = 0
+    ok = cv & np.all(np.isfinite(th), axis=1) & (slope_e >= -NEWTON_GTOL) & (th[:, 2] <= _LOG_E_ZERO + 1.0)
+    return th, ok
 
 
 def _refit_all(lN: np.ndarray, lD: np.ndarray, lL: np.ndarray, idx: np.ndarray,
                starts: np.ndarray, method: str, delta: float, workers: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Refit every resample: in batches by damped Newton from each of ``starts`` (the full-data optimum
     and jitters around it; the lowest objective wins), batches spread over ``workers`` threads (numpy
-    releases the GIL), then the few left unconverged one by one by L-BFGS-B from the same starts (in
-    processes when there are many). Both minimise the same objective, so the method only changes the
-    time. Returns thetas, converged flags and how many resamples needed the restart."""
+    releases the GIL). A resample left unconverged is tried at the E -> 0 limit (taken where that is its
+    optimum), then Newton goes on from the lowest point it reached; only the few still unconverged are
+    refitted one by one by L-BFGS-B from the same starts (in processes when there are many). All minimise
+    the same objective, so the method only changes the time. Returns thetas, converged flags and how many
+    resamples needed the L-BFGS-B restart."""
     n = lN.size
     W = np.zeros((idx.shape[0], n))
     np.add.at(W, (np.arange(idx.shape[0])[:, None], idx), 1.0)
@@ -292,7 +329,19 @@ def _refit_all(lN: np.ndarray, lD: np.ndarray, lL: np.ndarray, idx: np.ndarray,
                 outs = list(ex.map(lambda w: _best_of_starts(w, lN, lD, lL, starts, delta), parts))
     thetas = np.vstack([o[0] for o in outs])
     conv = np.concatenate([o[1] for o in outs])
+    reached = np.vstack([o[2] for o in outs])
     bad = np.flatnonzero(~conv)
+    if bad.size:  # resamples drifting to E -> 0: solved at that limit when it is their optimum
+        th0, ok0 = _irreducible_at_zero(W[bad], lN, lD, lL, starts[0], delta)
+        thetas[bad[ok0]], conv[bad[ok0]] = th0[ok0], True
+        bad = bad[~ok0]
+    go_on = bad[np.all(np.isfinite(reached[bad]), axis=1)]
+    if go_on.size:  # slow along a curved valley, not stuck: Newton goes on from the lowest point it reached
+        with single_thread_blas():
+            th1, cv1 = solve_weighted_batch(reached[go_on], W[go_on], lN, lD, lL, delta=delta,
+                                            max_iter=CONTINUE_ITER)
+        thetas[go_on[cv1]], conv[go_on[cv1]] = th1[cv1], True
+        bad = np.flatnonzero(~conv)
     if bad.size:
         n_chunks = 1 if workers == 1 or bad.size < 32 else min(bad.size, workers * 4)
         jobs = [(lN, lD, lL, idx[c], starts, method, delta) for c in np.array_split(bad, n_chunks)]

@@ -183,6 +183,12 @@ def _weighted_terms(theta: np.ndarray, W: np.ndarray, lN, lD, lL, delta: float, 
     return f, grad, H, scale
 
 
+#: a parameter whose Marquardt scale (root of its summed squared sensitivity) is below this fraction of the
+#: largest has left the model for that row
+#: (its term underflows next to the others): Newton holds it where it is
+VANISHED_SCALE = 1e-12
+
+
 def _solve_rows(M: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Batched M x = b; a row whose matrix is singular gets its least-squares solution."""
     try:
@@ -195,7 +201,8 @@ def solve_weighted_batch(
     theta0: np.ndarray, W: np.ndarray, lN: np.ndarray, lD: np.ndarray, lL: np.ndarray, *, delta: float,
     max_iter: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Minimise the weighted Huber objective for every row of ``W`` at once, from ``theta0``.
+    """Minimise the weighted Huber objective for every row of ``W`` at once, from ``theta0`` (one start for
+    every row, or one row each).
 
     Damped Newton (Levenberg-Marquardt on the exact Hessian, shifted to positive definite,
     a step kept only when it lowers the objective), all rows advanced together in numpy:
@@ -208,7 +215,8 @@ def solve_weighted_batch(
     W = np.asarray(W, dtype=float)
     B = W.shape[0]
     max_iter = NEWTON_MAX_ITER if max_iter is None else int(max_iter)
-    th = np.repeat(np.atleast_2d(np.asarray(theta0, dtype=float)), B, axis=0)
+    th0 = np.atleast_2d(np.asarray(theta0, dtype=float))
+    th = th0.copy() if th0.shape[0] == B and B > 1 else np.repeat(th0[:1], B, axis=0)
     lam = np.full(B, 1e-6)
     stalled = np.zeros(B, dtype=int)
     flat = np.zeros(B, dtype=bool)
@@ -222,15 +230,21 @@ def solve_weighted_batch(
             if a.size == 0 or (it >= NEWTON_STRAGGLER_ITER and a.size <= max(4, B // 200)):
                 break  # a few slow rows: cheaper one by one by the caller's L-BFGS-B than iterated here
             dm = np.sqrt(sc[a])
+            # a term that no longer reaches the loss (E -> 0 in a resample that does not pin it; L-BFGS-B drifts
+            # there too) leaves a direction without curvature or slope: hold it, solve for the others
+            gone = dm < VANISHED_SCALE * dm.max(1, keepdims=True)
+            dm = np.where(gone, 1.0, dm)
             hs = H[a] / dm[:, :, None] / dm[:, None, :]  # Marquardt scaling: log A and alpha differ by ~20x
-            sane = np.all(np.isfinite(hs), axis=(1, 2)) & np.all(np.isfinite(g[a]), axis=1) & (dm.min(1) > 1e-150)
+            hs = np.where(gone[:, :, None] | gone[:, None, :], 0.0, hs) + gone[:, :, None] * eye
+            ga = np.where(gone, 0.0, g[a])
+            sane = np.all(np.isfinite(hs), axis=(1, 2)) & np.all(np.isfinite(ga), axis=1) & (dm.min(1) > 1e-150)
             stalled[a[~sane]] = 99  # degenerate data (e.g. one point carries all the weight): refit another way
-            a, dm, hs = a[sane], dm[sane], hs[sane]
+            a, dm, hs, ga = a[sane], dm[sane], hs[sane], ga[sane]
             if a.size == 0:
                 break
             low = np.linalg.eigvalsh(hs)[:, 0]
             lam_a = np.maximum(lam[a], np.where(low < 0, 1.1 * -low + 1e-12, 0.0))
-            y = _solve_rows(hs + lam_a[:, None, None] * eye, -(g[a] / dm))
+            y = _solve_rows(hs + lam_a[:, None, None] * eye, -(ga / dm))
             trial = th[a] + y / dm
             ft, gt, Ht, st = _weighted_terms(trial, W[a], lN, lD, lL, delta)
             ok = np.isfinite(ft) & np.all(np.isfinite(trial), axis=1) & (ft <= f[a])
