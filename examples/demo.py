@@ -32,12 +32,15 @@ def main() -> None:
                    help="branches (default): one constant-LR trunk per size, every point a WSD cooldown branch "
                         "(the same answer within its intervals for ~0.8x the FLOPs, measured in "
                         "benchmarks/results/demo_log_*.json); separate: one run per point")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over: move the results of an earlier demo aside (needed after an upgrade that "
+                        "changes the demo's plan; otherwise a rerun resumes)")
     args = p.parse_args()
     t0 = time.perf_counter()
     if args.mock:
         result = ff.find_optimal("gpt", model_kwargs={"n_layers": 4, "vocab_size": 32000},
                                  min_flops=1e17, max_flops=1e21, num_budgets=5, mode="mock",
-                                 output_dir=args.output_dir + "-mock")
+                                 output_dir=args.output_dir + "-mock", resume=not args.fresh)
     else:
         result = ff.find_optimal(
             "gpt",
@@ -51,7 +54,7 @@ def main() -> None:
             size_min=8,
             size_max=256,
             train_config={"batch_size": BATCH_SIZE, "val_units": 256 * SEQ_LEN, "num_threads": args.threads},
-            output_dir=args.output_dir, design=args.design,
+            output_dir=args.output_dir, design=args.design, resume=not args.fresh,
         )
     wall = time.perf_counter() - t0
     print()

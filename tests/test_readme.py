@@ -105,6 +105,25 @@ def test_make_demo_brackets_its_minima_and_gives_a_sensible_exponent(tmp_path):
     assert "estimated wall time:" in proc.stdout.split("DISAGREE")[0]  # the estimate comes before training
 
 
+def test_a_demo_rerun_over_results_of_another_plan_is_refused_and_fresh_starts_over(tmp_path):
+    import subprocess
+    import sys
+
+    import flops_fit as ff
+
+    out = tmp_path / "demo"
+    ff.find_optimal("gpt", model_kwargs={"n_layers": 4, "vocab_size": 32000}, min_flops=1e17, max_flops=1e19,
+                    num_budgets=3, mode="mock", output_dir=out.parent / "demo-mock", progress=False)  # "older" results
+    demo = [sys.executable, str(Path(__file__).resolve().parents[1] / "examples" / "demo.py"), "--mock",
+            "--output-dir", str(out)]
+    refused = subprocess.run(demo, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "made by a different plan" in refused.stderr
+    fresh = subprocess.run(demo + ["--fresh"], capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    res = ff.Result.load(out.parent / "demo-mock")
+    assert len(res.plan.budgets) == 5 and len(res.records) == len(res.plan.runnable)  # only the new plan's runs
+
+
 def test_trunks_and_branches_block_plans_and_runs_a_branched_design(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     printed, ns = run_block("### Spending less compute: trunks and cooldown branches")
