@@ -189,6 +189,23 @@ def _weighted_terms(theta: np.ndarray, W: np.ndarray, lN, lD, lL, delta: float, 
 VANISHED_SCALE = 1e-12
 
 
+def _positive_definite(M: np.ndarray) -> np.ndarray:
+    """Per matrix of the batch M (B, k, k), symmetric: whether its Cholesky factorisation has only positive
+    pivots (column by column over the whole batch: k small steps instead of B eigen-decompositions)."""
+    k = M.shape[-1]
+    L = np.zeros_like(M)
+    ok = np.ones(M.shape[0], dtype=bool)
+    with np.errstate(all="ignore"):
+        for j in range(k):
+            d = M[:, j, j] - (L[:, j, :j] ** 2).sum(1)
+            ok &= d > 0
+            root = np.sqrt(np.where(d > 0, d, 1.0))
+            L[:, j, j] = root
+            if j + 1 < k:
+                L[:, j + 1:, j] = (M[:, j + 1:, j] - np.einsum("bik,bk->bi", L[:, j + 1:, :j], L[:, j, :j])) / root[:, None]
+    return ok & np.all(np.isfinite(L), axis=(1, 2))
+
+
 def _solve_rows(M: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Batched M x = b; a row whose matrix is singular gets its least-squares solution."""
     try:
@@ -242,7 +259,10 @@ def solve_weighted_batch(
             a, dm, hs, ga = a[sane], dm[sane], hs[sane], ga[sane]
             if a.size == 0:
                 break
-            low = np.linalg.eigvalsh(hs)[:, 0]
+            low = np.zeros(a.size)  # a positive definite row needs no shift: only the others pay for eigvalsh
+            indefinite = ~_positive_definite(hs)
+            if indefinite.any():
+                low[indefinite] = np.linalg.eigvalsh(hs[indefinite])[:, 0]
             lam_a = np.maximum(lam[a], np.where(low < 0, 1.1 * -low + 1e-12, 0.0))
             y = _solve_rows(hs + lam_a[:, None, None] * eye, -(ga / dm))
             trial = th[a] + y / dm
