@@ -271,3 +271,20 @@ def test_bad_inputs_have_clear_messages(data, kwargs, exc, message):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="data: file not found: .*nope.csv"):
         fit_parametric(tmp_path / "nope.csv")
+
+
+def test_the_batched_positive_definite_test_agrees_with_the_eigenvalues():
+    from flops_fit.analysis.parametric import _positive_definite
+
+    rng = np.random.default_rng(0)
+    M = rng.normal(size=(3000, 5, 5))
+    M = M + M.transpose(0, 2, 1)  # symmetric, mostly indefinite
+    M[:1500] = np.einsum("bij,bkj->bik", M[:1500], M[:1500]) + 1e-9 * np.eye(5)  # positive definite
+    M[1500:1600] = np.einsum("bij,bkj->bik", M[1500:1600, :, :4], M[1500:1600, :, :4])  # rank 4: semi-definite
+    low = np.linalg.eigvalsh(M)[:, 0]
+    pd_ = _positive_definite(M)
+    clear = np.abs(low) > 1e-8  # the sign of an eigenvalue at rounding level is not for either to decide
+    assert np.array_equal(pd_[clear], low[clear] > 0)
+    assert pd_[:1500].all() and not pd_[1600:][low[1600:] < -1e-8].any()
+    M[7, 2, 2] = np.nan
+    assert not _positive_definite(M)[7]
