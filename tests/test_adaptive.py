@@ -74,6 +74,7 @@ def test_a_target_precision_stops_adding_budgets_and_says_how_far_it_got(tmp_pat
                             **COMMON)
     assert len({r.compute_budget for r in tight.records}) == 4
     assert "target NOT reached: N_opt at C=1e+25 spans ×" in tight.summary()
+    assert "forecast: " in tight.summary()  # how much more would reach it (or that budgets alone would not)
     spent = sum(r.compute_budget for r in loose.records)
     assert spent < 0.2 * sum(r.compute_budget for r in tight.records)
 

@@ -141,3 +141,8 @@ def test_adaptive_sweeps_block_records_its_rounds_and_says_how_far_it_got(tmp_pa
     assert lines[-1].startswith(("target reached: ", "target NOT reached: "))
     rounds = ns["result"].plan.adaptive["rounds"]
     assert rounds[0]["kind"] == "budget" and len(lines) == 2 + len(rounds) - (rounds[-1]["kind"] == "stop")
+    printed, ns = run_block("### Adaptive sweeps and a target precision", 1, ns)  # the forecast goes on from it
+    first, needed = printed.splitlines()
+    assert first.startswith("N_opt at C=3e+22: its interval spans ×") and "(3 budgets, 5 runs each)" in first
+    assert needed.endswith(" more budgets") and 1 <= int(needed.split()[0]) <= 6
+    assert ns["forecast"].needed["ratio"] <= 4.0

@@ -21,6 +21,8 @@ _LAZY = {
     "Experiment": "flops_fit.planning",
     "SweepPlan": "flops_fit.planning",
     "Result": "flops_fit.result",
+    "precision_forecast": "flops_fit.forecast",
+    "PrecisionForecast": "flops_fit.forecast",
     "MockLaw": "flops_fit.training.mock",
     "ParametricFit": "flops_fit.analysis",
     "bootstrap_parametric": "flops_fit.analysis",

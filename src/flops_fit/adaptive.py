@@ -235,7 +235,24 @@ def progress_lines(plan: SweepPlan | None, result: Any = None) -> list[str]:
             ratio, _ = interval_ratio(result, Target(**target))
             lines.append(f"target NOT reached: N_opt at C={target['compute']:.3g} spans ×{ratio:.3g} against the "
                          f"target ×{target['max_ratio']:g} after every budget; add budgets or runs")
+            lines += _forecast_lines(result, target)
     return lines
+
+
+def _forecast_lines(result: Any, target: Mapping[str, Any]) -> list[str]:
+    """What more budgets would reach the target, by flops_fit.forecast (nothing when it cannot say)."""
+    from flops_fit.forecast import precision_forecast
+
+    try:
+        f = precision_forecast(result, target["compute"], target["max_ratio"])
+    except (ValueError, TypeError):
+        return []
+    n = f.needed
+    if n is None:
+        return [f"forecast: not within {len(f.rows)} more budgets at this spacing (×{f.rows[-1]['ratio']:.3g} "
+                f"after {len(f.rows)}); more runs per budget or a wider span (ff.precision_forecast)"]
+    return [f"forecast: about {n['extra_budgets']} more budget(s) up to C={n['budgets'][-1]:.3g} "
+            f"({n['extra_compute']:.3g} FLOPs) would bring it to about ×{n['ratio']:.3g} (ff.precision_forecast)"]
 
 
 def read_previous(path: Path, plan: SweepPlan) -> SweepPlan | None:
