@@ -222,7 +222,7 @@ def test_resamples_that_do_not_pin_E_are_solved_at_E_zero_no_worse_than_lbfgs(so
 
         df = pd.DataFrame(rows)
     fit = fit_parametric(df)
-    n = 300
+    n = 200
     bs = bootstrap_parametric(df, n_resamples=n, seed=0, fit=fit, n_jobs=1, confidence=0.9)
     assert bs.n_failed == 0 and bs.n_not_converged == 0
     idx = np.stack(list(bootstrap_indices(df["budget"].to_numpy(), n, 0)))
