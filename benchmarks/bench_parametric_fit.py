@@ -87,7 +87,7 @@ def _params(fit) -> dict:
 def _versus_reference(df, n_resamples: int) -> dict:
     """The batched bootstrap against one L-BFGS-B refit per resample from the same starts (the previous method)."""
     from flops_fit.analysis.bootstrap import _params_from_theta, _refit_chunk, _warm_starts, bootstrap_indices
-    from flops_fit.analysis.parametric import PARAM_NAMES
+    from flops_fit.analysis.parametric import PARAM_NAMES, _weighted_terms
 
     fit = fit_parametric(df)
     t0 = time.perf_counter()
@@ -106,11 +106,9 @@ def _versus_reference(df, n_resamples: int) -> dict:
     W = np.zeros((n_resamples, len(kept)))
     np.add.at(W, (np.arange(n_resamples)[:, None], idx), 1.0)
 
-    def objective(p):
-        E, A, B, al, be = (p[:, j:j + 1] for j in range(5))
-        r = np.log(E + A / np.exp(al * lN) + B / np.exp(be * lD)) - lL
-        d = fit.huber_delta
-        return (W * np.where(np.abs(r) <= d, 0.5 * r * r, d * (np.abs(r) - 0.5 * d))).sum(1)
+    def objective(p):  # the solvers' own weighted Huber objective, at (log A, log B, log E, alpha, beta)
+        theta = np.column_stack([np.log(p[:, 1]), np.log(p[:, 2]), np.log(p[:, 0]), p[:, 3], p[:, 4]])
+        return _weighted_terms(theta, W, lN, lD, lL, fit.huber_delta, hessian=False)
 
     f_new, f_ref = objective(bs.samples), objective(ref_all)
     no_worse = float(np.mean(f_new <= f_ref + 1e-12 * np.maximum(1.0, f_ref))) if len(bs.samples) == n_resamples \

@@ -112,9 +112,10 @@ def open_side_targets(plan: SweepPlan, records: list[Any], compute: float) -> tu
         "below the smallest" if below else "above the largest")
 
 
-def interval_ratio(result: Any, target: Target) -> tuple[float, tuple[float, float] | None]:
-    """(upper / lower bound of N_opt's interval at the target compute, the interval) by the headline approach."""
-    p = result.predict(target.compute)
+def interval_ratio(result: Any, compute: float) -> tuple[float, tuple[float, float] | None]:
+    """(upper / lower bound of N_opt's interval at `compute`, the interval) by the headline approach; (inf,
+    None) when there is no interval."""
+    p = result.predict(compute)
     ci = p.get("optimal_params_ci")
     if not ci or not (ci[0] > 0 and math.isfinite(ci[1])):
         return math.inf, None
@@ -204,7 +205,7 @@ def _extend_round(plan: SweepPlan, C: float, records: list[Any]) -> dict[str, An
 def _stop_round(C: float, target: Target, result: Any) -> dict[str, Any] | None:
     """Stop when the interval is narrow enough and the two approaches agree at the target compute (a
     disagreement means the interval of either one may not hold the truth)."""
-    ratio, ci = interval_ratio(result, target)
+    ratio, ci = interval_ratio(result, target.compute)
     if ratio > target.max_ratio:
         return None
     doubts = [f for f in result.predict(target.compute)["findings"] if f.severity == "disagree"]
@@ -232,7 +233,7 @@ def progress_lines(plan: SweepPlan | None, result: Any = None) -> list[str]:
         if stop:
             lines.append(f"target reached: {stop[0]['reason']}")
         elif result is not None:
-            ratio, _ = interval_ratio(result, Target(**target))
+            ratio, _ = interval_ratio(result, target["compute"])
             lines.append(f"target NOT reached: N_opt at C={target['compute']:.3g} spans ×{ratio:.3g} against the "
                          f"target ×{target['max_ratio']:g} after every budget; add budgets or runs")
             lines += _forecast_lines(result, target)

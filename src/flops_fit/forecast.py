@@ -85,8 +85,10 @@ def precision_forecast(result: Any, compute: float, max_ratio: float | None = No
     analysis = getattr(result, "analysis", None)
     if analysis is None or not hasattr(result, "predict"):
         raise TypeError(f"result: expected a flops_fit Result, found {type(result).__name__}")
-    ci = result.predict(c).get("optimal_params_ci")
-    if not ci or not (ci[0] > 0 and math.isfinite(ci[1])):
+    from flops_fit.adaptive import interval_ratio
+
+    ratio0, ci = interval_ratio(result, c)
+    if ci is None:
         raise ValueError(f"result: no interval of N_opt at C={c:.3g} to scale (analysed with n_bootstrap=0, or "
                          "every resample failed); rerun the analysis with resamples")
     budgets = [float(b) for b in analysis.budgets]
@@ -99,7 +101,6 @@ def precision_forecast(result: Any, compute: float, max_ratio: float | None = No
     step = float(np.median(np.diff(x)))
     if not step > 0:
         raise ValueError("result: its budgets do not increase; cannot continue their spacing")
-    ratio0 = float(ci[1] / ci[0])
     x_star, lev0 = math.log(c), _leverage(x, math.log(c))
     rows = []
     for k in range(1, extra_budgets + 1):
