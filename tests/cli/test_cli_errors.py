@@ -102,6 +102,18 @@ def test_study_config_errors_name_the_key():
     Study(_compose("data=text", "mode=mock"))  # data is not needed by the mock engine
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["forecast.computee=1e24"], r"unknown key 'forecast.computee'; did you mean 'forecast.compute'"),
+    (["forecast.compute=lots"], r"config: forecast.compute must be a number, found 'lots'"),
+    (["forecast.compute=-1"], r"forecast.compute: expected a positive finite number of FLOPs, found -1.0"),
+    (["forecast.compute=1e24", "forecast.max_ratio=0.5"], r"forecast.max_ratio: expected a finite number in \(1, inf\)"),
+])
+def test_a_bad_forecast_request_is_refused_before_any_stage_works(overrides, message):
+    with pytest.raises((ConfigError, ValueError), match=message):
+        Study(_compose("mode=mock", *overrides))
+    assert Study(_compose("mode=mock", "forecast.compute=3e22"))._forecast_request() == (3e22, None)
+
+
 def test_study_file_with_config_dir(tmp_path):
     (tmp_path / "study.yaml").write_text(
         "defaults:\n  - config\n  - override model: lstm\n  - _self_\n"

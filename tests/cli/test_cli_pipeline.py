@@ -55,6 +55,10 @@ def test_stages_one_by_one_with_a_job_array_task(tmp_path):
     assert fits["analysis_options"]["n_bootstrap"] == 20
     assert fits["predict_with"] == "approach_3" and fits["approach_3"]["a"] == pytest.approx(MockLaw().a, abs=0.03)
     assert fits["approach_3_bootstrap"]["n_resamples"] == 20
+    # forecast.*: how much more would pin N_opt at a far compute, after the table (ff.precision_forecast)
+    proc = _ok(ff("analyze", *args, "forecast.compute=1e24", "forecast.max_ratio=2", cwd=tmp_path))
+    assert "N_opt at C=1e+24: its interval spans ×" in proc.stdout and "\ntarget ×2: " in proc.stdout
+    assert "  +1 budget(s) up to C=" in proc.stdout and "or twice the runs at every budget trained" in proc.stdout
 
     proc = _ok(ff("visualize", *args, cwd=tmp_path))
     for name in PLOTS:

@@ -205,6 +205,9 @@ def _do_analyze(study: Any) -> Any:
     result = study.analyze()
     print(result.summary())
     print(result.chinchilla_table())
+    forecast = study.forecast(result)
+    if forecast:
+        print(forecast)
     print(f"wrote {study.output_dir / 'analysis' / 'scaling_laws.json'}")
     return result
 

@@ -28,7 +28,7 @@ TOP_KEYS = {
     "model", "data", "loss", "output_dir", "mode", "seed", "flops_accounting", "design", "verbose", "progress",
     "experiment_id", "resume", "retry_failed", "confirm", "confirm_above_s", "compute", "planning", "executor",
     "mock_law", "analysis", "training", "preset", "table", "allow_repeat", "experiment", "size_param",
-    "tracking", "adaptive", "target",
+    "tracking", "adaptive", "target", "forecast",
 }
 COMPUTE_KEYS = {"budgets", "min_flops", "max_flops", "num_budgets"}
 #: PlanSettings' fields (units_per_step is measured from the data, not set) and the probe size
@@ -81,6 +81,7 @@ class Study:
         _unknown(c["analysis"], ANALYSIS_KEYS | TABLE_KEYS, "analysis")
         _unknown(c["loss"], {"_target_"}, "loss")
         _unknown(c["tracking"], {"trackers"}, "tracking")
+        self._forecast_request()  # checked before any stage works, used by ff-analyze / ff-run
         from flops_fit.tracking import TRACKERS
 
         bad = [t for t in c["tracking"]["trackers"] or [] if t not in TRACKERS]
@@ -164,6 +165,30 @@ class Study:
     def plan(self, *, save: bool = True) -> SweepPlan:
         return pipeline.plan_stage(self.spec(), self.output_dir, workers=self.config["executor"].get("workers", "auto"),
                                    executor=self._executor(), save=save)
+
+    def _forecast_request(self) -> tuple[float, float | None] | None:
+        """(compute, max_ratio) of the forecast section, checked; None when no compute is given."""
+        from flops_fit.validation import check_flops, check_number
+
+        f = self.config.get("forecast") or {}
+        _unknown(f, {"compute", "max_ratio"}, "forecast")
+        if f.get("compute") is None:
+            return None
+        compute = check_flops(_as_float(f["compute"], "forecast.compute"), "forecast.compute")
+        ratio = f.get("max_ratio")
+        if ratio is not None:
+            ratio = check_number(_as_float(ratio, "forecast.max_ratio"), "forecast.max_ratio", min=1.0,
+                                 min_inclusive=False, what="an interval ratio above 1 (upper / lower bound)")
+        return compute, ratio
+
+    def forecast(self, result: Result) -> str | None:
+        """ff-analyze/ff-run with forecast.compute: how much more would pin N_opt there (ff.precision_forecast)."""
+        request = self._forecast_request()
+        if request is None:
+            return None
+        from flops_fit.forecast import precision_forecast
+
+        return precision_forecast(result, *request).summary()
 
     def _target(self) -> dict[str, Any] | None:
         t = {k: v for k, v in dict(self.config.get("target") or {}).items() if v is not None}
@@ -261,6 +286,18 @@ class Study:
         if result is None and self.config.get("table"):  # no results.json behind a table: analyse it again
             result = self.analyze()
         return pipeline.visualize_stage(self.output_dir, result)
+
+
+def _as_float(value: Any, where: str) -> float:
+    """A number from the config (YAML reads 3e22 without a dot as a string)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"config: {where} must be a number, found {value!r}")
 
 
 def _as_int(value: Any, where: str) -> int:
