@@ -58,6 +58,10 @@ def test_a_target_says_how_many_more_budgets_reach_it(tmp_path):
     assert f.more_runs["ratio"] == pytest.approx(f.current_ratio ** (1 / math.sqrt(2)))
     assert ff.precision_forecast(r, FAR, max_ratio=1.0001, extra_budgets=2).needed is None
     assert "reached already" in ff.precision_forecast(r, FAR, max_ratio=1e9).summary()
+    wide = ff.precision_forecast(r, FAR, spacing=10.0)  # budgets 10x apart instead of the sweep's 3.16x
+    assert [round(b / 1e19, 6) for b in wide.rows[1]["budgets"]] == [1.0, 10.0]
+    assert wide.rows[1]["ratio"] < f.rows[1]["ratio"]  # a longer lever arm for the same number of budgets
+    assert "more budgets ×10 apart" in wide.summary().splitlines()[0]
 
 
 def test_bad_requests_are_named(tmp_path):
@@ -68,8 +72,25 @@ def test_bad_requests_are_named(tmp_path):
         ff.precision_forecast(r, FAR, max_ratio=0.5)
     with pytest.raises(ValueError, match=r"extra_budgets"):
         ff.precision_forecast(r, FAR, extra_budgets=0)
+    with pytest.raises(ValueError, match=r"spacing: expected a finite number in \(1, inf\) \(the ratio between"):
+        ff.precision_forecast(r, FAR, spacing=1.0)
     with pytest.raises(TypeError, match=r"result: expected a flops_fit Result, found dict"):
         ff.precision_forecast({}, FAR)
     none = _sweep(tmp_path / "n", BUDGETS[:3], seed=0, n_bootstrap=0)
     with pytest.raises(ValueError, match=r"result: no interval of N_opt at C=3e\+22 to scale"):
         ff.precision_forecast(none, FAR)
+
+
+def test_on_published_isoflop_points_it_continues_their_budgets():
+    """Llama 3's IsoFLOP points (Dubey et al. 2024; src/flops_fit/reference/PROVENANCE.md): 10 budgets 6e18..1e22,
+    the last ones 2x apart. The forecast continues from the largest, and every further budget narrows N_opt at
+    Llama 3 405B's 3.8e25 FLOPs."""
+    from flops_fit.analysis import load_llama3
+
+    r = ff.analyze(load_llama3(), n_bootstrap=100)
+    f = ff.precision_forecast(r, 3.8e25, max_ratio=1.05)
+    assert len(f.budgets) == 10 and f.budgets[-1] == pytest.approx(1e22) and f.spacing == pytest.approx(2.0)
+    assert f.rows[0]["budgets"] == [pytest.approx(2e22)]
+    ratios = [f.current_ratio] + [row["ratio"] for row in f.rows]
+    assert all(a > b > 1 for a, b in zip(ratios, ratios[1:]))
+    assert f.needed is None and "not within 6 more budgets" in f.summary()

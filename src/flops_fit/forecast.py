@@ -36,6 +36,7 @@ class PrecisionForecast:
     max_ratio: float | None
     budgets: list[float]
     runs_per_budget: int
+    spacing: float
     rows: list[dict[str, Any]] = field(default_factory=list)
     more_runs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -49,7 +50,8 @@ class PrecisionForecast:
 
     def summary(self) -> str:
         lines = [f"N_opt at C={self.compute:.3g}: its interval spans ×{self.current_ratio:.3g} now "
-                 f"({len(self.budgets)} budgets, {self.runs_per_budget} runs each)"]
+                 f"({len(self.budgets)} budgets, {self.runs_per_budget} runs each); more budgets ×{self.spacing:.3g} "
+                 "apart"]
         for r in self.rows:
             lines.append(f"  +{r['extra_budgets']} budget(s) up to C={r['budgets'][-1]:.3g}: about ×{r['ratio']:.3g} "
                          f"for {r['extra_runs']} more runs, {r['extra_compute']:.3g} more FLOPs")
@@ -62,7 +64,8 @@ class PrecisionForecast:
                 "reached already" if self.current_ratio <= self.max_ratio else
                 f"about {n['extra_budgets']} more budget(s) (up to C={n['budgets'][-1]:.3g}, "
                 f"{n['extra_compute']:.3g} FLOPs)" if n else
-                f"not within {len(self.rows)} more budgets at this spacing: more runs per budget, or a wider span"))
+                f"not within {len(self.rows)} more budgets at this spacing: more runs per budget, or a wider "
+                "spacing (spacing=)"))
         lines += [f"note: {t}" for t in self.notes]
         return "\n".join(lines)
 
@@ -72,16 +75,19 @@ def _leverage(x: np.ndarray, x_star: float) -> float:
 
 
 def precision_forecast(result: Any, compute: float, max_ratio: float | None = None, *,
-                       extra_budgets: int = MAX_EXTRA_BUDGETS) -> PrecisionForecast:
-    """Forecast N_opt's interval at `compute` after 1..`extra_budgets` more budgets (continuing the sweep's
-    spacing above its largest) and after twice the runs at the budgets it has; with `max_ratio`, which
-    is the first to reach it. Scales the current bootstrap interval of the headline approach by the
-    leverage of the budgets (module docstring)."""
+                       extra_budgets: int = MAX_EXTRA_BUDGETS, spacing: float | None = None) -> PrecisionForecast:
+    """Forecast N_opt's interval at `compute` after 1..`extra_budgets` more budgets above the largest, each
+    `spacing` times the last (default: the sweep's own median ratio between budgets), and after twice the
+    runs at the budgets it has; with `max_ratio`, which is the first to reach it. Scales the current
+    bootstrap interval of the headline approach by the leverage of the budgets (module docstring)."""
     c = check_flops(compute, "compute")
     if max_ratio is not None:
         max_ratio = check_number(max_ratio, "max_ratio", min=1.0, min_inclusive=False,
                                  what="an interval ratio above 1 (upper / lower bound), e.g. 2.0")
     check_int(extra_budgets, "extra_budgets", min=1)
+    if spacing is not None:
+        spacing = check_number(spacing, "spacing", min=1.0, min_inclusive=False,
+                               what="the ratio between consecutive new budgets, above 1, e.g. 3.0")
     analysis = getattr(result, "analysis", None)
     if analysis is None or not hasattr(result, "predict"):
         raise TypeError(f"result: expected a flops_fit Result, found {type(result).__name__}")
@@ -98,7 +104,7 @@ def precision_forecast(result: Any, compute: float, max_ratio: float | None = No
     per = kept.groupby("compute_budget").size() if "compute_budget" in kept else None
     m = int(round(float(np.median(per.to_numpy())))) if per is not None and len(per) else max(1, len(kept) // len(budgets))
     x = np.log(budgets)
-    step = float(np.median(np.diff(x)))
+    step = math.log(spacing) if spacing is not None else float(np.median(np.diff(x)))
     if not step > 0:
         raise ValueError("result: its budgets do not increase; cannot continue their spacing")
     x_star, lev0 = math.log(c), _leverage(x, math.log(c))
@@ -117,4 +123,4 @@ def precision_forecast(result: Any, compute: float, max_ratio: float | None = No
     plan = getattr(result, "plan", None)
     if plan is not None and getattr(plan, "design", None):
         notes.append("compute is counted as separate runs; trunks and branches spend less")
-    return PrecisionForecast(c, ratio0, max_ratio, budgets, m, rows, more, notes)
+    return PrecisionForecast(c, ratio0, max_ratio, budgets, m, math.exp(step), rows, more, notes)
