@@ -102,7 +102,10 @@ def precision_forecast(result: Any, compute: float, max_ratio: float | None = No
         raise ValueError(f"result: a forecast needs runs at 2 or more compute budgets, found {len(budgets)}")
     kept = analysis.table[~analysis.table["outlier"]]
     per = kept.groupby("compute_budget").size() if "compute_budget" in kept else None
-    m = int(round(float(np.median(per.to_numpy())))) if per is not None and len(per) else max(1, len(kept) // len(budgets))
+    if per is not None and len(per):
+        m = int(round(float(np.median(per.to_numpy()))))
+    else:
+        m = max(1, len(kept) // len(budgets))
     x = np.log(budgets)
     step = math.log(spacing) if spacing is not None else float(np.median(np.diff(x)))
     if not step > 0:

@@ -202,7 +202,8 @@ def _positive_definite(M: np.ndarray) -> np.ndarray:
             root = np.sqrt(np.where(d > 0, d, 1.0))
             L[:, j, j] = root
             if j + 1 < k:
-                L[:, j + 1:, j] = (M[:, j + 1:, j] - np.einsum("bik,bk->bi", L[:, j + 1:, :j], L[:, j, :j])) / root[:, None]
+                below = M[:, j + 1:, j] - np.einsum("bik,bk->bi", L[:, j + 1:, :j], L[:, j, :j])
+                L[:, j + 1:, j] = below / root[:, None]
     return ok & np.all(np.isfinite(L), axis=(1, 2))
 
 
