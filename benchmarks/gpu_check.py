@@ -88,20 +88,26 @@ def mfu(peak: float | None, steps: int = 30) -> dict:
             "peak_tflops": peak, "mfu": None if not peak else flops / 1e12 / peak}
 
 
-def packed(k: int, out: str) -> dict:
+def _tiny_sweep(out: str, budgets: list[float], num_sizes: int, *, workers: int = 1, compile: bool | str = False,
+                device: str = "cuda"):
+    """The tiny GPT sweep parts 3 and 4 time: (its Result, wall seconds)."""
     import flops_fit as ff
 
+    t0 = time.perf_counter()
+    r = ff.find_optimal("gpt", model_kwargs={"n_layers": 2, "head_dim": 8, "max_seq_len": 64}, dataset="stdlib",
+                        data_options={"seq_len": 64}, compute_budgets=budgets, num_model_sizes=num_sizes,
+                        span_decades=0.5, center_tokens_per_param=60, size_min=8, size_max=128,
+                        train_config={"batch_size": 16, "val_units": 64 * 64, "device": device, "dtype": "bf16",
+                                      "compile": compile},
+                        output_dir=out, progress=False, workers=workers, n_bootstrap=0, estimate_cost=False)
+    return r, time.perf_counter() - t0
+
+
+def packed(k: int, out: str) -> dict:
     res = {}
     for workers in (1, k):
-        t0 = time.perf_counter()
-        r = ff.find_optimal("gpt", model_kwargs={"n_layers": 2, "head_dim": 8, "max_seq_len": 64}, dataset="stdlib",
-                            data_options={"seq_len": 64}, compute_budgets=[1e10, 3e10], num_model_sizes=4,
-                            span_decades=0.5, center_tokens_per_param=60, size_min=8, size_max=128,
-                            train_config={"batch_size": 16, "val_units": 64 * 64, "device": "cuda", "dtype": "bf16"},
-                            output_dir=os.path.join(out, f"w{workers}"), progress=False, workers=workers,
-                            n_bootstrap=0, estimate_cost=False)
-        res[f"workers_{workers}"] = {"wall_s": time.perf_counter() - t0, "runs": len(r.records),
-                                     "execution": r.plan.execution,
+        r, wall = _tiny_sweep(os.path.join(out, f"w{workers}"), [1e10, 3e10], 4, workers=workers)
+        res[f"workers_{workers}"] = {"wall_s": wall, "runs": len(r.records), "execution": r.plan.execution,
                                      "losses": {x.experiment_id: x.final_loss for x in r.records}}
     res["speedup"] = res["workers_1"]["wall_s"] / res[f"workers_{k}"]["wall_s"]
     return res
@@ -110,19 +116,10 @@ def packed(k: int, out: str) -> dict:
 def compiled(out: str) -> dict:
     import statistics
 
-    import flops_fit as ff
-
     res = {}
     for mode in (False, "reduce-overhead"):
-        t0 = time.perf_counter()
-        r = ff.find_optimal("gpt", model_kwargs={"n_layers": 2, "head_dim": 8, "max_seq_len": 64}, dataset="stdlib",
-                            data_options={"seq_len": 64}, compute_budgets=[3e10], num_model_sizes=3,
-                            span_decades=0.5, center_tokens_per_param=60, size_min=8, size_max=128,
-                            train_config={"batch_size": 16, "val_units": 64 * 64, "device": "cuda", "dtype": "bf16",
-                                          "compile": mode},
-                            output_dir=os.path.join(out, f"compile_{mode}"), progress=False, workers=1,
-                            n_bootstrap=0, estimate_cost=False)
-        res[str(mode)] = {"wall_s": time.perf_counter() - t0,
+        r, wall = _tiny_sweep(os.path.join(out, f"compile_{mode}"), [1e10, 3e10], 4, compile=mode)
+        res[str(mode)] = {"wall_s": wall,
                           "median_units_per_s": statistics.median(x.details["units_per_s"] for x in r.records),
                           "losses": {x.experiment_id: x.final_loss for x in r.records}}
     res["units_per_s_ratio"] = res["reduce-overhead"]["median_units_per_s"] / res["False"]["median_units_per_s"]
