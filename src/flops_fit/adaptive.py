@@ -248,12 +248,7 @@ def _forecast_lines(result: Any, target: Mapping[str, Any]) -> list[str]:
         f = precision_forecast(result, target["compute"], target["max_ratio"])
     except (ValueError, TypeError):
         return []
-    n = f.needed
-    if n is None:
-        return [f"forecast: not within {len(f.rows)} more budgets at this spacing (×{f.rows[-1]['ratio']:.3g} "
-                f"after {len(f.rows)}); more runs per budget or a wider span (ff.precision_forecast)"]
-    return [f"forecast: about {n['extra_budgets']} more budget(s) up to C={n['budgets'][-1]:.3g} "
-            f"({n['extra_compute']:.3g} FLOPs) would bring it to about ×{n['ratio']:.3g} (ff.precision_forecast)"]
+    return [f"forecast: {f.verdict()} (ff.precision_forecast)"]
 
 
 def read_previous(path: Path, plan: SweepPlan) -> SweepPlan | None:

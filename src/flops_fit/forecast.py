@@ -59,15 +59,20 @@ class PrecisionForecast:
         lines.append(f"  or twice the runs at every budget trained: about ×{m['ratio']:.3g} for {m['extra_runs']} "
                      f"more runs, {m['extra_compute']:.3g} more FLOPs")
         if self.max_ratio is not None:
-            n = self.needed
-            lines.append(f"target ×{self.max_ratio:g}: " + (
-                "reached already" if self.current_ratio <= self.max_ratio else
-                f"about {n['extra_budgets']} more budget(s) (up to C={n['budgets'][-1]:.3g}, "
-                f"{n['extra_compute']:.3g} FLOPs)" if n else
-                f"not within {len(self.rows)} more budgets at this spacing: more runs per budget, or a wider "
-                "spacing (spacing=)"))
+            lines.append(f"target ×{self.max_ratio:g}: {self.verdict()}")
         lines += [f"note: {t}" for t in self.notes]
         return "\n".join(lines)
+
+    def verdict(self) -> str:
+        """What reaches `max_ratio`, in words (the summary's target line; an adaptive sweep's forecast line)."""
+        n = self.needed
+        if self.current_ratio <= (self.max_ratio or 0.0):
+            return "reached already"
+        if n is not None:
+            return (f"about {n['extra_budgets']} more budget(s) (up to C={n['budgets'][-1]:.3g}, "
+                    f"{n['extra_compute']:.3g} FLOPs), to about ×{n['ratio']:.3g}")
+        return (f"not within {len(self.rows)} more budgets at this spacing (×{self.rows[-1]['ratio']:.3g} after "
+                f"{len(self.rows)}): more runs per budget, or a wider spacing (spacing=)")
 
 
 def _leverage(x: np.ndarray, x_star: float) -> float:

@@ -184,8 +184,7 @@ def _weighted_terms(theta: np.ndarray, W: np.ndarray, lN, lD, lL, delta: float, 
 
 
 #: a parameter whose Marquardt scale (root of its summed squared sensitivity) is below this fraction of the
-#: largest has left the model for that row
-#: (its term underflows next to the others): Newton holds it where it is
+#: largest has left the model for that row (its term underflows next to the others): Newton holds it there
 VANISHED_SCALE = 1e-12
 
 

@@ -174,12 +174,9 @@ class Study:
         _unknown(f, {"compute", "max_ratio"}, "forecast")
         if f.get("compute") is None:
             return None
-        compute = check_flops(_as_float(f["compute"], "forecast.compute"), "forecast.compute")
-        ratio = f.get("max_ratio")
-        if ratio is not None:
-            ratio = check_number(_as_float(ratio, "forecast.max_ratio"), "forecast.max_ratio", min=1.0,
-                                 min_inclusive=False, what="an interval ratio above 1 (upper / lower bound)")
-        return compute, ratio
+        return (check_flops(f["compute"], "forecast.compute"),
+                check_number(f.get("max_ratio"), "forecast.max_ratio", min=1.0, min_inclusive=False, allow_none=True,
+                             what="an interval ratio above 1 (upper / lower bound)"))
 
     def forecast(self, result: Result) -> str | None:
         """ff-analyze/ff-run with forecast.compute: how much more would pin N_opt there (ff.precision_forecast)."""
@@ -286,18 +283,6 @@ class Study:
         if result is None and self.config.get("table"):  # no results.json behind a table: analyse it again
             result = self.analyze()
         return pipeline.visualize_stage(self.output_dir, result)
-
-
-def _as_float(value: Any, where: str) -> float:
-    """A number from the config (YAML reads 3e22 without a dot as a string)."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise ConfigError(f"config: {where} must be a number, found {value!r}")
 
 
 def _as_int(value: Any, where: str) -> int:
