@@ -105,8 +105,8 @@ def test_make_demo_brackets_its_minima_and_gives_a_sensible_exponent(tmp_path):
     assert "estimated wall time:" in proc.stdout.split("DISAGREE")[0]  # the estimate comes before training
 
 
-def test_a_demo_rerun_over_results_of_another_plan_is_refused_and_fresh_starts_over(tmp_path):
-    import subprocess
+def test_a_demo_rerun_over_results_of_another_plan_is_refused_and_fresh_starts_over(tmp_path, monkeypatch):
+    import runpy
     import sys
 
     import flops_fit as ff
@@ -114,12 +114,15 @@ def test_a_demo_rerun_over_results_of_another_plan_is_refused_and_fresh_starts_o
     out = tmp_path / "demo"
     ff.find_optimal("gpt", model_kwargs={"n_layers": 4, "vocab_size": 32000}, min_flops=1e17, max_flops=1e19,
                     num_budgets=3, mode="mock", output_dir=out.parent / "demo-mock", progress=False)  # "older" results
-    demo = [sys.executable, str(Path(__file__).resolve().parents[1] / "examples" / "demo.py"), "--mock",
-            "--output-dir", str(out)]
-    refused = subprocess.run(demo, capture_output=True, text=True, timeout=300)
-    assert refused.returncode != 0 and "made by a different plan" in refused.stderr
-    fresh = subprocess.run(demo + ["--fresh"], capture_output=True, text=True, timeout=300)
-    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    demo = str(Path(__file__).resolve().parents[1] / "examples" / "demo.py")
+
+    def run_demo(*extra: str) -> None:  # the script as `python examples/demo.py --mock ...` runs it
+        monkeypatch.setattr(sys, "argv", [demo, "--mock", "--output-dir", str(out), *extra])
+        runpy.run_path(demo, run_name="__main__")
+
+    with pytest.raises(ValueError, match=r"made by a different plan"):
+        run_demo()
+    run_demo("--fresh")
     res = ff.Result.load(out.parent / "demo-mock")
     assert len(res.plan.budgets) == 5 and len(res.records) == len(res.plan.runnable)  # only the new plan's runs
 
