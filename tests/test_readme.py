@@ -133,6 +133,9 @@ def test_trunks_and_branches_block_plans_and_runs_a_branched_design(tmp_path, mo
     assert printed.splitlines()[0].startswith("design: ") and "WSD cooldown branch(es)" in printed
     assert printed.splitlines()[-1] == "trunk-d_model" + str(ns["result"].records[0].size_value) + " True"
     assert ns["plan"].design["flops"]["ratio"] < 0.85
+    printed, ns = run_block("### Spending less compute: trunks and cooldown branches", 1, ns)  # extra branches
+    k = sum(e.extra for e in ns["plan"].experiments)
+    assert k > 0 and f", {k} of them extra branches between budgets (Approach 3 only)" in printed
 
 
 def test_adaptive_sweeps_block_records_its_rounds_and_says_how_far_it_got(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ def find_optimal(
     flops_accounting: str = FLOPS_6ND, estimate_cost: bool = True, executor: Any = None,
     workers: int | str = "auto", progress: bool | None = None, retry_failed: bool = False, max_retries: int = 2,
     train_fn: Callable[..., Any] | None = None, trackers: Any = None, design: str = "separate",
-    adaptive: bool = False, target: Any = None,
+    extra_branches: int = 0, adaptive: bool = False, target: Any = None,
     # analysis
     exclude_outliers: bool = True, n_bootstrap: int = N_BOOTSTRAP, confidence: float = CONFIDENCE,
 ) -> Result | SweepPlan:
@@ -61,7 +61,8 @@ def find_optimal(
     ``training.executors.choose_execution``). `train_fn(model, experiment, context)`: your own loop
     (``training.user``); `trackers`: names or ``tracking.Callback`` objects. `flops_accounting`: "6ND" or
     "measured" (D planned by FlopCounterMode FLOPs per data unit); `param_count`: "all" or
-    "non_embedding"; `design`: "separate" runs or "branches" (``flops_fit.design``); `adaptive`, `target`:
+    "non_embedding"; `design`: "separate" runs or "branches" (``flops_fit.design``), with `extra_branches`
+    more cooldown branches per gap between a size's budgets (Approach 3 only); `adaptive`, `target`:
     budgets smallest first, re-centred, stopping at a precision (``flops_fit.adaptive``).
     """
     _check_options(n_bootstrap, confidence, max_retries, mock_law, mode, executor, workers)
@@ -77,7 +78,7 @@ def find_optimal(
         model_cls, model_size_param, model_kwargs, dataset=dataset, val_dataset=val_dataset, loss=loss_fn,
         data_options=data_options, units_per_sample=units_per_sample, planning=planning, mode=mode, seed=seed,
         mock_law=mock_law, train_config=train_config, flops_accounting=flops_accounting, allow_repeat=allow_repeat,
-        train_fn=train_fn, design=design,
+        train_fn=train_fn, design=design, extra_branches=extra_branches,
         compute=dict(compute_budgets=compute_budgets, min_flops=min_flops, max_flops=max_flops,
                      num_budgets=num_budgets),
     )

@@ -10,6 +10,12 @@
     RNG, same LR at every step) but pays only for its cooldown: the trunk's steps are shared by every
     point of the size.
 
+``extra_branches=k`` (with ``"branches"``) adds k more cooldown branches in each gap between two
+consecutive token counts planned for one size, log-evenly spaced (:func:`extra_points`). They lie on
+the trunk the size trains anyway, so each costs only its cooldown; they sit on no IsoFLOP budget, so
+Approach 2 leaves them out and Approach 3 fits them with the rest (the analysis resamples them as one
+stratum of their own and keeps them out of the back-test of any budget they do not lie below).
+
 The plan of a design is pure data, written into sweep.json; the trainer
 (:mod:`flops_fit.training.branches`) and the mock engine follow it.
 """
@@ -28,6 +34,34 @@ DESIGNS = (SEPARATE, BRANCHES)
 
 def trunk_id(size_param: str, size_value: int) -> str:
     return f"trunk-{size_param}{int(size_value)}"
+
+
+def extra_points(plan: Any, k: int) -> list[Any]:
+    """`k` extra points per gap between consecutive planned token counts of each size (runnable budget points
+    only), at D_lo·(D_hi/D_lo)^(j/(k+1)), j = 1..k: deterministic, so a plan that grows (an adaptive sweep)
+    keeps the ids of the extras it had. A size planned at one budget has no gap and gets none."""
+    import dataclasses
+
+    by_size: dict[int, list[Any]] = {}
+    for e in plan.runnable:
+        if not e.extra:
+            by_size.setdefault(e.size_value, []).append(e)
+    out = []
+    for value in sorted(by_size):
+        exps = sorted(by_size[value], key=lambda e: e.num_tokens)
+        for lo, hi in zip(exps, exps[1:]):
+            for j in range(1, k + 1):
+                d = lo.num_tokens * (hi.num_tokens / lo.num_tokens) ** (j / (k + 1))
+                c = (lo.flops_per_unit or 6.0 * lo.num_params) * d
+                out.append(dataclasses.replace(lo, experiment_id=f"X{c:.6g}-{plan.size_param}{value}",
+                                               compute_budget=float(c), budget_index=hi.budget_index,
+                                               num_tokens=float(d), extra=True))
+    return out
+
+
+def with_extra_branches(plan: Any, k: int) -> None:
+    """Replace `plan`'s extra points by those its budget points now call for (none when k is 0)."""
+    plan.experiments = [e for e in plan.experiments if not e.extra] + (extra_points(plan, k) if k else [])
 
 
 def plan_branches(plan: Any, config: TrainConfig, units_per_step: float | None) -> dict[str, Any]:
@@ -65,6 +99,7 @@ def plan_branches(plan: Any, config: TrainConfig, units_per_step: float | None) 
             branches[e.experiment_id] = {
                 "trunk_id": tid, "fork_step": fork_step, "total_steps": total, "fork_units": fork_units,
                 "branch_units": e.num_tokens - fork_units, "flops": per_unit * (e.num_tokens - fork_units),
+                **({"extra": True} if e.extra else {}),
             }
         trunk_units = max(u for _, u in forks)
         trunks[tid] = {
@@ -109,7 +144,9 @@ def describe(design: dict[str, Any] | None) -> str:
     if not design:
         return ""
     fl = design["flops"]
+    extra = sum(bool(b.get("extra")) for b in design["branches"].values())
     return (f"design: {len(design['trunks'])} constant-LR trunk(s) with {len(design['branches'])} WSD cooldown "
-            f"branch(es) ({design['cooldown_shape']}, last {100 * design['cooldown_fraction']:g}% of each run): "
-            f"{fl['total']:.3e} FLOPs, ×{fl['ratio']:.2f} of the {fl['separate_runs']:.3e} the same points cost as "
-            "separate runs")
+            f"branch(es) ({design['cooldown_shape']}, last {100 * design['cooldown_fraction']:g}% of each run)"
+            + (f", {extra} of them extra branches between budgets (Approach 3 only)" if extra else "")
+            + f": {fl['total']:.3e} FLOPs, ×{fl['ratio']:.2f} of the {fl['separate_runs']:.3e} the same points cost "
+            "as separate runs")

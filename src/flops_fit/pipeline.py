@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from flops_fit import io
-from flops_fit.design import BRANCHES, plan_branches
+from flops_fit.design import BRANCHES, plan_branches, with_extra_branches
 from flops_fit.flops import FLOPS_MEASURED
 from flops_fit.layout import RunDir
 from flops_fit.planning import PARAM_COUNT_NON_EMBEDDING, Experiment, SweepPlan, check_trainable, plan_problems, plan_sweep
@@ -76,6 +76,7 @@ def plan_stage(spec: StudySpec, output_dir: str | Path, *, workers: int | str = 
     plan.flops_accounting = spec.flops_accounting
     plan.run_settings = spec.run_settings()
     if spec.design == BRANCHES and plan.runnable:
+        with_extra_branches(plan, spec.extra_branches)
         plan.design = plan_branches(plan, spec.train_config,
                                     spec.settings.units_per_step if spec.mode == "local" else None)
     if probe is not None and plan.runnable:
@@ -333,12 +334,14 @@ def train_adaptive(spec: StudySpec, static: SweepPlan, output_dir: str | Path, *
         ids = {i for r in old.adaptive["rounds"] for i in r.get("experiments", [])}
         plan.experiments = [e for e in old.experiments if e.experiment_id in ids]
         plan.dropped, plan.adaptive["rounds"] = list(old.dropped), list(old.adaptive["rounds"])
+        with_extra_branches(plan, spec.extra_branches)  # the extras of those rounds: their records are read next
     if resume:  # before paying for anything: results of another plan are refused on opening
         ResultsStore(run.results, plan.fingerprint(), resume=True)
     first = [resume]
 
     def train_round(p: SweepPlan) -> None:
         if spec.design == BRANCHES:
+            with_extra_branches(p, spec.extra_branches)
             p.design = plan_branches(p, spec.train_config, spec.settings.units_per_step if spec.mode == "local"
                                      else None)
         train(spec, p, run.root, resume=first[0], save_plan=True, **options)

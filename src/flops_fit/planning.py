@@ -28,10 +28,11 @@ SWEEP_KIND = "flops-fit/sweep"
 
 @dataclass(frozen=True)
 class Experiment:
-    """One training run of the sweep, planned for exactly one budget."""
+    """One training run of the sweep, planned for exactly one budget (or, an extra branch, for none)."""
 
     experiment_id: str
-    compute_budget: float  # the budget this run was planned for (group by this, never round)
+    #: the budget this run was planned for (group by this, never round); an extra branch's own compute
+    compute_budget: float
     budget_index: int
     size_value: int  # value passed to the model's size parameter
     num_params: int  # N, as counted by the model's num_params()
@@ -41,6 +42,9 @@ class Experiment:
     flag_reason: str = ""
     #: measured training FLOPs per data unit at this size, when the plan was made by them (None: 6·N)
     flops_per_unit: float | None = None
+    #: an extra cooldown branch between two budgets of its size (flops_fit.design.extra_points): on no
+    #: IsoFLOP budget, so it feeds Approach 3 only
+    extra: bool = False
 
     @property
     def tokens_per_param(self) -> float:
@@ -111,9 +115,14 @@ class SweepPlan:
     def runnable(self) -> list[Experiment]:
         return [e for e in self.experiments if not e.flagged]
 
-    def planned_runs(self) -> dict[str, tuple[float, int, float]]:
-        """experiment id -> (budget, N, D) as planned: what every record read back is checked against."""
-        return {e.experiment_id: (e.compute_budget, e.num_params, e.num_tokens) for e in self.experiments}
+    @property
+    def on_budget(self) -> list[Experiment]:
+        """The IsoFLOP points: every experiment but the extra branches."""
+        return [e for e in self.experiments if not e.extra]
+
+    def planned_runs(self) -> dict[str, tuple[float, int, float, bool]]:
+        """experiment id -> (budget, N, D, extra) as planned: what every record read back is checked against."""
+        return {e.experiment_id: (e.compute_budget, e.num_params, e.num_tokens, e.extra) for e in self.experiments}
 
     @property
     def total_flops(self) -> float:
@@ -134,6 +143,7 @@ class SweepPlan:
                     "flops_per_unit": 6.0 * e.num_params if e.flops_per_unit is None else e.flops_per_unit,
                     "flagged": e.flagged,
                     "flag_reason": e.flag_reason,
+                    "extra": e.extra,
                 }
             )
         return pd.DataFrame(rows)
@@ -185,6 +195,8 @@ class SweepPlan:
             D=df.D.map("{:.3e}".format),
             tokens_per_param=df.tokens_per_param.map("{:.1f}".format),
         )[["compute_budget", "size_value", "N", "D", "tokens_per_param", "flag_reason"]]
+        if df["extra"].any():  # an extra branch's compute is its own, on no budget
+            show.insert(0, "point", df["extra"].map({True: "extra", False: "budget"}))
         lines.append(show.to_string(index=False))
         return "\n".join(lines)
 
@@ -606,13 +618,13 @@ def plan_problems(plan: SweepPlan) -> list[str]:
                 + (f": {reasons[0]}" if reasons else "") + "); use larger budgets or other size bounds"]
     if plan.adaptive is not None:  # its budgets come one by one; the fixed grid it starts from was checked
         return []
-    budgets = sorted({e.compute_budget for e in plan.runnable})
+    budgets = sorted({e.compute_budget for e in plan.runnable if not e.extra})
     if len(budgets) < 2:
         return [f"compute_budgets: a scaling-law fit needs runnable runs at 2 or more budgets (3 or more "
                 f"recommended), found {len(budgets)} ({budgets}); add budgets, or pass train=False for the plan alone"]
     short = []
-    for c in sorted({e.compute_budget for e in plan.experiments}):
-        sizes = {e.size_value for e in plan.runnable if e.compute_budget == c}
+    for c in sorted({e.compute_budget for e in plan.on_budget}):
+        sizes = {e.size_value for e in plan.runnable if e.compute_budget == c and not e.extra}
         if len(sizes) < MIN_SIZES_PER_BUDGET:
             why = sorted({e.flag_reason for e in plan.experiments if e.compute_budget == c and e.flagged})
             why += [d["reason"] for d in plan.dropped if d["compute_budget"] == c][:1]

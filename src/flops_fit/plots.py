@@ -29,12 +29,19 @@ def isoflop_curves(df: pd.DataFrame, analysis: "Analysis") -> Figure:
     iso = analysis.isoflop
     if "compute_budget" not in df:
         df = df.assign(compute_budget=6.0 * df["N"] * df["D"])
-    budgets = sorted(df["compute_budget"].unique())
+    from flops_fit.analysis import off_budget
+
+    extra = off_budget(df)  # extra branches lie on no IsoFLOP curve: drawn apart, not as budgets of their own
+    budgets = sorted(df.loc[~extra, "compute_budget"].unique())
     colors = _budget_colors(budgets)
     used = df[~df["outlier"]] if "outlier" in df else df
     for b in budgets:
-        g = used[used["compute_budget"] == b].sort_values("N")
+        g = used[(used["compute_budget"] == b) & ~off_budget(used)].sort_values("N")
         ax.scatter(g["N"], g["loss"], color=colors[b], s=22, zorder=3, label=f"C={b:.1e}")
+    if extra.any():
+        g = used[off_budget(used)]
+        ax.scatter(g["N"], g["loss"], color="grey", marker=".", s=18, zorder=2,
+                   label=f"{len(g)} extra branches (Approach 3 only)")
     if "outlier" in df:
         out = df[df["outlier"] & np.isfinite(df["loss"])]
         if len(out):

@@ -82,7 +82,7 @@ class Result:
     ) -> "Result":
         """Fit every approach (with `n_bootstrap` seeded resamples for the intervals) to finished runs;
         `stored_samples` of an earlier save of the same runs and options are reused, not redrawn."""
-        check_analysable(records)
+        check_analysable([r for r in records if not r.details.get("extra")])  # extra branches: on no budget
         # the plan says how its D were planned (measured FLOPs per unit, or 6·N); records alone: 6·N·D
         accounting = plan.flops_accounting if plan is not None else FLOPS_6ND
         analysis = analyze(records_to_dataframe(records), exclude_outliers=exclude_outliers,

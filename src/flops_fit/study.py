@@ -88,6 +88,7 @@ class StudySpec:
     allow_repeat: bool = True
     train_fn: Callable[..., Any] | None = None
     design: str = SEPARATE  # how the points are trained: separate runs, or trunks with cooldown branches
+    extra_branches: int = 0  # extra cooldown branches per gap between a size's budgets (design="branches")
 
     @property
     def needs_data(self) -> bool:
@@ -99,6 +100,8 @@ class StudySpec:
         out = self._run_settings()
         if self.design != SEPARATE:  # absent for separate runs: their identity is what it always was
             out["design"] = self.design
+        if self.extra_branches:
+            out["extra_branches"] = self.extra_branches
         return out
 
     def _run_settings(self) -> dict[str, Any]:
@@ -355,9 +358,13 @@ def plan_settings(planning: Mapping[str, Any] | PlanSettings | None, model: Mode
     return settings, int(probe)
 
 
-def _design_config(design: str, tc: TrainConfig, train_fn: Any) -> TrainConfig:
+def _design_config(design: str, tc: TrainConfig, train_fn: Any, extra_branches: int = 0) -> TrainConfig:
     """The training config a design needs: a branch is a WSD run's cooldown, so every run is WSD."""
     check_choice(design, "design", DESIGNS)
+    check_int(extra_branches, "extra_branches", min=0)
+    if extra_branches and design != BRANCHES:
+        raise ValueError(f"extra_branches: extra points are cooldown branches of a trunk, so they need "
+                         f"design='branches', found design={design!r} with extra_branches={extra_branches}")
     if design != BRANCHES:
         return tc
     if train_fn is not None:
@@ -526,6 +533,7 @@ def resolve_study(
     allow_repeat: bool = True,
     train_fn: Callable[..., Any] | None = None,
     design: str = SEPARATE,
+    extra_branches: int = 0,
 ) -> StudySpec:
     """Check every argument, resolve model, data and loss, and probe them; nothing trains here.
 
@@ -544,7 +552,7 @@ def resolve_study(
         check_callable(train_fn, "train_fn", "a function (model, experiment, context) -> loss")
         if mode != "local":
             raise ValueError(f"train_fn: replaces real training, so it needs mode='local', found mode={mode!r}")
-    tc = _design_config(design, make_train_config(train_config), train_fn)
+    tc = _design_config(design, make_train_config(train_config), train_fn, extra_branches)
     c = dict(compute or {})
     budgets = make_budgets(c.get("compute_budgets"), c.get("min_flops"), c.get("max_flops"),
                            c.get("num_budgets")) if any(v is not None for v in c.values()) else []
@@ -574,7 +582,8 @@ def resolve_study(
     spec = StudySpec(model=m, mode=mode, seed=seed, settings=settings,
                      probe_size=probe, flops_accounting=flops_accounting, train_config=tc, budgets=budgets,
                      mock_law=(mock_law or MockLaw()) if mode == "mock" else None, data=data, loss_fn=loss_fn,
-                     loss_name=loss_name, allow_repeat=bool(allow_repeat), train_fn=train_fn, design=design)
+                     loss_name=loss_name, allow_repeat=bool(allow_repeat), train_fn=train_fn, design=design,
+                     extra_branches=int(extra_branches))
     if mode == "local" and data is not None and loss_fn is not None and train_fn is None:
         from flops_fit.training.local import check_data_contract
 

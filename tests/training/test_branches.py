@@ -151,6 +151,15 @@ def test_the_cli_plans_the_same_design(tmp_path):
     assert "design: " in proc.stdout and "WSD cooldown branch(es)" in proc.stdout
     bad = ff_cli("plan", *MOCK_SMALL, "design=tree", "output_dir=x", cwd=tmp_path)
     assert "design: expected one of" in error_line(bad)
+    extra = ff_cli("plan", *MOCK_SMALL, "design=branches", "extra_branches=1", "output_dir=bx", cwd=tmp_path)
+    assert extra.returncode == 0, extra.stderr
+    saved = json.loads((tmp_path / "bx" / "sweep.json").read_text())
+    n_extra = sum(e["extra"] for e in saved["experiments"])
+    assert n_extra > 0 and saved["run_settings"]["extra_branches"] == 1
+    assert f"{n_extra} of them extra branches between budgets" in extra.stdout
+    lone = ff_cli("plan", *MOCK_SMALL, "extra_branches=1", "output_dir=y", cwd=tmp_path)
+    assert "extra_branches: extra points are cooldown branches of a trunk, so they need design='branches'" in \
+        error_line(lone)
 
 
 def test_an_adaptive_branched_sweep_forks_later_rounds_from_the_same_trunks(tmp_path):
@@ -171,3 +180,28 @@ def test_an_adaptive_branched_sweep_forks_later_rounds_from_the_same_trunks(tmp_
     exact = [r for r in ad.records if r.experiment_id in same and r.details["train_config"]["warmup_steps"] ==
              same[r.experiment_id].details["train_config"]["warmup_steps"]]
     assert all(r.final_loss == same[r.experiment_id].final_loss for r in exact)
+
+
+def test_extra_branches_train_from_the_same_trunks_for_their_cooldown_alone(tmp_path):
+    """extra_branches=1 on real training: one more branch in each of a size's 3 gaps, forked from the trunk the
+    size trains anyway (the same trunk lengths, each trained once); Approach 2 sees the 4 budgets only."""
+    with pytest.warns(UserWarning):
+        r = _sweep(tmp_path / "x", design="branches", extra_branches=1)
+    design = r.plan.design
+    extra = {e.experiment_id: e for e in r.plan.experiments if e.extra}
+    assert len(extra) == 9 and {x.experiment_id for x in r.records} >= set(extra) and all(x.ok for x in r.records)
+    longest = {}
+    for e in r.plan.experiments:
+        if not e.extra:
+            longest[e.size_value] = max(longest.get(e.size_value, 0), e.num_tokens)
+    for x in r.records:
+        if x.experiment_id in extra:
+            b = design["branches"][x.experiment_id]
+            assert b["extra"] and x.details["trunk_id"] == b["trunk_id"]
+            assert 0 < x.details["branch_units"] <= 0.25 * x.num_tokens + 8 * 8  # its cooldown
+            assert x.num_tokens < longest[x.size_value]
+            assert x.final_loss < x.details["initial_loss"]
+    paid = [x for x in r.records if "trunk_trained_to_step" in x.details]
+    assert sorted(x.details["trunk_id"] for x in paid) == sorted(design["trunks"])  # each trunk once, extras or not
+    assert [o.compute_budget for o in r.analysis.isoflop.optima] == KW["compute_budgets"]
+    assert r.analysis.parametric.n_points + len(r.analysis.parametric.excluded) == len(r.records)

@@ -18,6 +18,7 @@ from flops_fit.analysis.bootstrap import (
     BootstrapResult,
     bootstrap_indices,
     bootstrap_parametric,
+    budget_strata,
     percentile_interval,
 )
 from flops_fit.analysis.data_io import load_chinchilla, load_fit_data, load_llama3
@@ -206,14 +207,14 @@ def analyze(
     used = table[~table["outlier"]] if exclude_outliers else table[np.isfinite(table["loss"])]
     iso, iso_boot = None, None
     try:
-        iso = fit_isoflop(used, cost)
+        iso = fit_isoflop(used[~off_budget(used)], cost)
     except ValueError as exc:
         if fit is None:
             raise
         notes.append(f"Approach 2 not fitted: {exc}")
     if iso is not None:
         notes += iso.warnings
-        fitted = used[used["compute_budget"].isin([o.compute_budget for o in iso.optima])]
+        fitted = used[~off_budget(used) & used["compute_budget"].isin([o.compute_budget for o in iso.optima])]
         if n_bootstrap:
             iso_boot = reuse_isoflop(stored_samples, key, n_resamples=n_bootstrap, seed=seed,
                                      budgets=np.unique(fitted["compute_budget"].to_numpy(float)))
@@ -224,13 +225,31 @@ def analyze(
                      "the fits (see the outliers list)")
     analysis = Analysis(iso, table, opts, fit, note, boot, iso_boot, notes, samples_key=key, cost=cost)
     analysis.evidence = gather(analysis, used)
-    found = evidence_findings(analysis) + failure_findings(table)
+    found = evidence_findings(analysis) + failure_findings(table) + extra_findings(table)
     top = analysis.budgets[-1]
     for c in (top, 1000 * top):
         found += prediction_findings(analysis, analysis.predict_with, c,
                                      approach_estimates(analysis, analysis.predict_with, c))
     analysis.findings = sort_findings(found)
     return analysis
+
+
+def extra_findings(table: pd.DataFrame) -> list[Finding]:
+    """A note of how many runs sit on no IsoFLOP budget and what they are used for."""
+    k = int(off_budget(table).sum())
+    if not k:
+        return []
+    return [Finding("note", "extra_points", f"{k} run(s) on no IsoFLOP budget (extra branches) are fitted by Approach 3 "
+                    "only; its bootstrap resamples them as one stratum, and no back-test trains on compute at or "
+                    "above the budget it holds out", None, {"n_extra": k})]
+
+
+def off_budget(table: pd.DataFrame) -> np.ndarray:
+    """Rows marked as on no IsoFLOP budget (column ``extra``: a design's extra branches); Approach 2 leaves
+    them out, Approach 3 fits them, the bootstrap pools them in one stratum."""
+    if "extra" not in table.columns:
+        return np.zeros(len(table), bool)
+    return table["extra"].fillna(False).astype(bool).to_numpy()
 
 
 def canonical_order(df: pd.DataFrame) -> pd.DataFrame:
@@ -248,6 +267,9 @@ def _approach_3(table: pd.DataFrame, opts: AnalysisOptions, stored: Mapping[str,
                             "needed for 5 parameters")
     cols = [c for c in ("N", "D", "loss", "status", "initial_loss", "compute_budget") if c in table.columns]
     frame = table[cols].rename(columns={"compute_budget": "budget"})
+    if "budget" in frame.columns:  # the strata its bootstrap resamples within, extra points pooled in one
+        frame["budget"] = budget_strata(np.where(off_budget(table), -1.0, frame["budget"].to_numpy(float)),
+                                        frame["N"].to_numpy(float))
     try:
         # failed runs have no loss to keep: exclude_outliers=False keeps every finished run
         fit = fit_parametric(frame, exclude_outliers=opts.exclude_outliers, outlier_threshold=opts.outlier_threshold,

@@ -79,6 +79,22 @@ def bootstrap_indices(groups: Any, n_resamples: int, seed: int = 0) -> Iterator[
         yield out
 
 
+def budget_strata(budget: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """A stratum label per run: its budget when that budget is an IsoFLOP curve (MIN_SIZES_PER_BUDGET or more
+    distinct N), else -1, one stratum pooling every run that sits on no such curve (extra branches, scattered
+    runs). A stratum of one run would be redrawn as itself in every resample, and its noise would never
+    reach the interval."""
+    from flops_fit.planning import MIN_SIZES_PER_BUDGET
+
+    budget = np.asarray(budget, dtype=float)
+    labels = budget.copy()
+    for b in np.unique(budget):
+        at = budget == b
+        if np.unique(np.asarray(n)[at]).size < MIN_SIZES_PER_BUDGET:
+            labels[at] = -1.0
+    return labels
+
+
 def percentile_interval(x: np.ndarray, c: float) -> tuple[float, float]:
     """Central ``c`` percentile interval of the finite values of ``x``; (nan, nan) when there are none."""
     x = np.asarray(x, dtype=float)
@@ -394,7 +410,8 @@ def bootstrap_parametric(
     ``n_starts``: starts (the full fit plus jitters) for the resamples the batched Newton
     leaves unconverged; ``n_jobs``: processes for those restarts.
     ``stratify_col``: None = resample within the ``budget`` column when the data has
-    one (a ``compute_budget`` field of results.json counts), else plainly; a column
+    one (a ``compute_budget`` field of results.json counts), runs off every IsoFLOP
+    budget pooled in one stratum (:func:`budget_strata`), else plainly; a column
     name = stratify by it; False = never stratify. Exclusions are decided once, on
     the full data (or taken from ``fit`` when given, which also skips the full fit),
     and resamples are drawn from the kept points. ``targets``: compute budgets C at
@@ -431,7 +448,8 @@ def bootstrap_parametric(
     frame, strat = _strata(prepared.frame, stratify_col, data)
     lN, lD, lL = PreparedData(frame=frame, excluded=(), source="").logs
     starts = _warm_starts(fit, lN, lD, n_starts)
-    groups = frame[strat].to_numpy() if strat else len(frame)
+    groups = (budget_strata(frame[strat].to_numpy(), frame["N"].to_numpy())
+              if strat == "budget" and stratify_col is None else frame[strat].to_numpy() if strat else len(frame))
     idx = np.stack(list(bootstrap_indices(groups, n_resamples, seed)))
     thetas, conv, n_restarted = _refit_all(lN, lD, lL, idx, starts, method, float(huber_delta), workers)
     params = _params_from_theta(thetas)
@@ -462,4 +480,4 @@ def _strata(frame: pd.DataFrame, stratify_col: str | None | bool, data: Any) -> 
     return frame.assign(**{stratify_col: raw.loc[frame.index, stratify_col].to_numpy()}), stratify_col
 
 
-__all__ = ["METHODS", "TARGET_NAMES", "BootstrapResult", "bootstrap_indices", "bootstrap_parametric"]
+__all__ = ["METHODS", "TARGET_NAMES", "BootstrapResult", "bootstrap_indices", "bootstrap_parametric", "budget_strata"]

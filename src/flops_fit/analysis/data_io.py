@@ -411,6 +411,8 @@ def runs_frame(
         notes.append(f"D derived as C/(6N) from columns {fd.columns['C']!r} and {fd.columns['N']!r}")
     if "experiment_id" in raw.columns:
         frame["experiment_id"] = raw.loc[frame.index, "experiment_id"].astype(str).to_numpy()
+    if "extra" in raw.columns:  # runs on no IsoFLOP budget (e.g. extra cooldown branches): Approach 3 only
+        frame["extra"] = _booleans(raw.loc[frame.index, "extra"], "extra")
     if best_of is not None:
         if best_of not in raw.columns:
             raise ValueError(f"best_of={best_of!r}: column not found; available columns: {list(raw.columns)[:20]}")
@@ -441,9 +443,26 @@ def runs_frame(
         k = len(np.unique(frame["compute_budget"]))
         notes.append(f"no budget column: {len(frame)} runs grouped into {k} budgets by compute "
                      f"(within {100 * budget_tolerance:.0f}% of each group's first run)")
-    keep = [c for c in ("compute_budget", "N", "D", "loss", "status", "initial_loss", "experiment_id")
+    keep = [c for c in ("compute_budget", "N", "D", "loss", "status", "initial_loss", "experiment_id", "extra")
             if c in frame.columns]
     return frame[keep].reset_index(drop=True), notes
+
+
+def _booleans(col: pd.Series, name: str) -> np.ndarray:
+    """A column of true/false flags (bools, 0/1, or the words true/false; empty: false), else ValueError."""
+    words = {"true": True, "false": False, "1": True, "0": False, "": False, "nan": False, "none": False}
+    out = []
+    for i, v in col.items():
+        key = str(v).strip().lower()
+        if isinstance(v, (bool, np.bool_)) or key in words:
+            out.append(bool(v) if isinstance(v, (bool, np.bool_)) else words[key])
+            continue
+        if isinstance(v, (int, float, np.integer, np.floating)) and float(v) in (0.0, 1.0):
+            out.append(bool(v))
+            continue
+        raise ValueError(f"{name}: expected true or false (a run on no IsoFLOP budget, or not), found {show(v)} "
+                         f"at row {show(i)}")
+    return np.array(out, bool)
 
 
 def _run_label(frame: pd.DataFrame, i: int) -> str:

@@ -218,7 +218,9 @@ def backtest(analysis: Analysis, used: pd.DataFrame) -> list[BacktestCase]:
         targets = [c for c in held if c in vertices]
         if not targets:
             continue
-        train = used[~used["compute_budget"].isin(held)]
+        # everything below the smallest held-out budget: runs off the budgets (extra branches) included, and
+        # none at or above it, whose compute the held-out budget's prediction may not see
+        train = used[used["compute_budget"] < min(held) * (1 - 1e-9)]
         for approach, predictor in (("approach_2", _approach_2_predictor), ("approach_3", _approach_3_predictor)):
             if approach == "approach_3" and (analysis.parametric is None or not analysis.parametric.converged):
                 continue
@@ -237,7 +239,9 @@ def backtest(analysis: Analysis, used: pd.DataFrame) -> list[BacktestCase]:
 
 
 def _approach_2_predictor(train: pd.DataFrame, analysis: Analysis):
-    sub = fit_isoflop(train, analysis.cost)
+    from flops_fit.analysis import off_budget
+
+    sub = fit_isoflop(train[~off_budget(train)], analysis.cost)
     return lambda c: (float(sub.n_opt_fit(c)), float(sub.l_opt_fit(c)))
 
 

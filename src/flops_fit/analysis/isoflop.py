@@ -273,8 +273,9 @@ def fit_isoflop(df: pd.DataFrame, cost: CostModel = SIX_ND) -> IsoFLOPAnalysis:
         if o.warning:
             notes.append(o.warning)
     if skipped:
-        notes.append(f"{len(skipped)} budget(s) with fewer than {MIN_SIZES_PER_BUDGET} distinct model sizes left out "
-                     f"of Approach 2 (budget (sizes)): {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}")
+        notes.append(f"{len(skipped)} compute value(s) with fewer than {MIN_SIZES_PER_BUDGET} distinct model sizes "
+                     "(no IsoFLOP curve: e.g. extra branches, or scattered runs) left out of Approach 2, fitted by "
+                     f"Approach 3 only (compute (sizes)): {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}")
     if len(optima) < 2:
         raise ValueError(
             f"data: Approach 2 needs optima at 2 or more compute budgets with {MIN_SIZES_PER_BUDGET}+ model sizes "

@@ -22,8 +22,8 @@ from flops_fit.analysis.isoflop import IsoFLOPBootstrap
 from flops_fit.analysis.parametric import PARAM_NAMES, ParametricFit
 
 #: Bump when a change to the resampling or the refit would change the samples of the same inputs.
-SAMPLES_VERSION = 2
-_KEY_COLUMNS = ("compute_budget", "N", "D", "loss", "status", "initial_loss")
+SAMPLES_VERSION = 3  # 3: runs off every IsoFLOP budget resampled as one stratum
+_KEY_COLUMNS = ("compute_budget", "N", "D", "loss", "status", "initial_loss", "extra")
 
 
 def samples_key(table: pd.DataFrame, options: Mapping[str, Any]) -> str:

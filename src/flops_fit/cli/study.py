@@ -25,7 +25,8 @@ MISSING = "???"
 
 # keys of the fixed-shape sections (model, data and loss are checked by the study resolution)
 TOP_KEYS = {
-    "model", "data", "loss", "output_dir", "mode", "seed", "flops_accounting", "design", "verbose", "progress",
+    "model", "data", "loss", "output_dir", "mode", "seed", "flops_accounting", "design", "extra_branches", "verbose",
+    "progress",
     "experiment_id", "resume", "retry_failed", "confirm", "confirm_above_s", "compute", "planning", "executor",
     "mock_law", "analysis", "training", "preset", "table", "allow_repeat", "experiment", "size_param",
     "tracking", "adaptive", "target", "forecast",
@@ -138,7 +139,7 @@ class Study:
                 mock_law=MockLaw(**{k: float(v) for k, v in c["mock_law"].items()}) if self.mode == "mock" else None,
                 train_config=training if self.mode == "local" else None,
                 flops_accounting=c["flops_accounting"], allow_repeat=bool(c.get("allow_repeat", True)),
-                design=c.get("design") or "separate",
+                design=c.get("design") or "separate", extra_branches=c.get("extra_branches") or 0,
             )
         return self._spec
 

@@ -67,8 +67,11 @@ class RunRecord:
     @classmethod
     def of(cls, exp: Any, **outcome: Any) -> "RunRecord":
         """The record of planned experiment `exp` (its id, budget, size, N and D) with this outcome."""
-        return cls(experiment_id=exp.experiment_id, compute_budget=exp.compute_budget, size_value=exp.size_value,
-                   num_params=exp.num_params, num_tokens=exp.num_tokens, **outcome)
+        rec = cls(experiment_id=exp.experiment_id, compute_budget=exp.compute_budget, size_value=exp.size_value,
+                  num_params=exp.num_params, num_tokens=exp.num_tokens, **outcome)
+        if getattr(exp, "extra", False):  # on no IsoFLOP budget: the analysis fits it by Approach 3 only
+            rec.details = {**rec.details, "extra": True}
+        return rec
 
     def __post_init__(self) -> None:
         if not self.timestamp:
@@ -123,7 +126,7 @@ def check_against_plan(records: Iterable[RunRecord], planned: Mapping[str, tuple
                        source: str) -> None:
     """Refuse, naming the record, any record the plan does not vouch for.
 
-    `planned` maps experiment id -> (compute_budget, num_params, num_tokens) of the plan.
+    `planned` maps experiment id -> (compute_budget, num_params, num_tokens[, extra]) of the plan.
     A record of an unknown experiment, or one whose budget, N or D differ from the plan
     (an edited or forged file), is an error, never silently fitted.
     """
@@ -137,6 +140,10 @@ def check_against_plan(records: Iterable[RunRecord], planned: Mapping[str, tuple
             if not math.isclose(float(want), float(have), rel_tol=1e-9):
                 raise ValueError(f"{source}: record {r.experiment_id!r}: field {name!r} is {have!r}, but the plan "
                                  f"in sweep.json says {want!r}; refusing an edited record")
+        extra = bool(r.details.get("extra", False)) if isinstance(r.details, dict) else False
+        if len(plan) > 3 and extra != bool(plan[3]):
+            raise ValueError(f"{source}: record {r.experiment_id!r}: details.extra is {extra}, but the plan in "
+                             f"sweep.json says {bool(plan[3])}; refusing an edited record")
 
 
 
@@ -347,12 +354,15 @@ def records_to_dataframe(records: Iterable[RunRecord]) -> pd.DataFrame:
                 "units": r.units,
                 "wall_time_s": r.wall_time_s,
                 "initial_loss": r.details.get("initial_loss", float("nan")),
+                "extra": bool(r.details.get("extra", False)),
             }
         )
     cols = [
         "experiment_id", "compute_budget", "size_value", "N", "D", "C", "loss", "status",
         "error", "transient", "flops_method", "units", "wall_time_s", "initial_loss",
     ]
+    if any(row["extra"] for row in rows):  # a design's extra branches (flops_fit.design): on no IsoFLOP budget
+        cols.append("extra")
     return pd.DataFrame(rows, columns=cols)
 
 
