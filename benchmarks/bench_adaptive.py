@@ -1,13 +1,14 @@
 """Adaptive sweeps against the fixed grid, on a mock law whose optimum sits far from the grid's 20-tokens-per-
 parameter centre, over several noise seeds.
 
-    python benchmarks/bench_adaptive.py [--seeds 10]
+    python benchmarks/bench_adaptive.py [--seeds 10] [--target-width own|median]
 
 For each seed: the fixed grid (every budget, sizes centred on 20 tokens/param) gives an interval width
 (upper / lower bound) of N_opt at 1000x the largest budget. The adaptive sweep is then asked for that
 same width (target=...): how much compute it spends to reach it, and with design="branches" what its
-trunks and branches cost. Also: how many budgets each design brackets, and the error of the headline
-N_opt at 1000x against the law's truth. Targets (issue "Same certainty for a fraction of the compute"):
+trunks and branches cost, and the same with extra_branches=2 (two more cooldown branches per gap between a
+size's budgets, fitted by Approach 3 only). Also: how many budgets each design brackets, and the error of the
+headline N_opt at 1000x against the law's truth. Targets (issue "Same certainty for a fraction of the compute"):
 adaptive <= 0.6x the fixed grid's compute, adaptive + branches <= 0.4x (medians).
 Writes benchmarks/results/adaptive.json with the machine it ran on.
 """
@@ -25,33 +26,59 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "adaptive.json"
 BUDGETS = [1e17, 3e17, 1e18, 3e18, 1e19, 3e19]
+EXTRA = 2  # extra cooldown branches per gap between a size's budgets (design="branches", extra_branches=)
 
 
-def one_seed(tmp: str, seed: int) -> dict:
+NAMES = ("fixed", "adaptive", "adaptive_branches", "adaptive_branches_extra")
+
+
+def _common(seed: int) -> dict:
     import flops_fit as ff
 
     law = ff.MockLaw(E=1.7, A=400.0, B=2000.0, alpha=0.34, beta=0.40, noise=0.01)
-    common = dict(mode="mock", mock_law=law, compute_budgets=BUDGETS, model_kwargs={"n_layers": 4},
-                  num_model_sizes=5, span_decades=0.5, size_multiple=16, n_bootstrap=200, progress=False, seed=seed)
+    return dict(mode="mock", mock_law=law, compute_budgets=BUDGETS, model_kwargs={"n_layers": 4},
+                num_model_sizes=5, span_decades=0.5, size_multiple=16, n_bootstrap=200, progress=False, seed=seed)
+
+
+def fixed_width(tmp: str, seed: int) -> float:
+    """The fixed grid's interval width (upper / lower) of N_opt at 1000x the largest budget, for one seed."""
+    import flops_fit as ff
+
+    fixed = ff.find_optimal("gpt", output_dir=f"{tmp}/fixed-{seed}", **_common(seed))
+    lo, hi = fixed.predict(1000 * BUDGETS[-1])["optimal_params_ci"]
+    return hi / lo
+
+
+def one_seed(tmp: str, seed: int, target_width: float | None = None) -> dict:
+    """Every design at one seed, the adaptive ones asked for `target_width` (None: this seed's fixed width)."""
+    import flops_fit as ff
+
+    common = _common(seed)
+    law = common["mock_law"]
     far = 1000 * BUDGETS[-1]
     truth = law.G * (far / 6) ** law.a
     fixed = ff.find_optimal("gpt", output_dir=f"{tmp}/fixed-{seed}", **common)
     lo, hi = fixed.predict(far)["optimal_params_ci"]
-    width = hi / lo
-    row = {"seed": seed, "fixed_width": width}
+    width = hi / lo if target_width is None else target_width
+    row = {"seed": seed, "fixed_width": hi / lo, "target_width": width}
     runs = {"fixed": (fixed, None)}
     runs["adaptive"] = (ff.find_optimal("gpt", output_dir=f"{tmp}/ad-{seed}", target={"compute": far, "max_ratio": width},
                                         **common), None)
     br = ff.find_optimal("gpt", output_dir=f"{tmp}/br-{seed}", target={"compute": far, "max_ratio": width},
                          design="branches", **common)
     runs["adaptive_branches"] = (br, br.plan.design["flops"]["total"])
+    bx = ff.find_optimal("gpt", output_dir=f"{tmp}/bx-{seed}", target={"compute": far, "max_ratio": width},
+                         design="branches", extra_branches=EXTRA, **common)
+    runs["adaptive_branches_extra"] = (bx, bx.plan.design["flops"]["total"])
     base = sum(r.compute_budget for r in fixed.records)
     for name, (r, design_flops) in runs.items():
         spent = design_flops if design_flops is not None else sum(r.compute_budget for r in r.records)
         p = r.predict(far)
         lo, hi = p["optimal_params_ci"]
         row[name] = {"compute": spent, "compute_ratio": spent / base, "width": hi / lo,
-                     "budgets_trained": len({x.compute_budget for x in r.records}),
+                     "budgets_trained": len({x.compute_budget for x in r.records
+                                             if x.experiment_id not in {e.experiment_id for e in r.plan.experiments if e.extra}}),
+                     "runs": len(r.records),
                      "bracketed": sum(o.in_range for o in r.analysis.isoflop.optima),
                      "n_opt_error": p["optimal_params"] / truth - 1, "truth_inside_interval": lo <= truth <= hi,
                      "target_reached": "target reached" in r.summary()}
@@ -61,35 +88,48 @@ def one_seed(tmp: str, seed: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--target-width", choices=("own", "median"), default="own",
+                    help="what the adaptive sweeps are asked for: each seed's own fixed-grid width, or the median "
+                         "fixed-grid width over the seeds (the design's typical width, not one noisy draw of it); "
+                         "median writes adaptive_median.json")
     args = ap.parse_args()
+    results = RESULTS if args.target_width == "own" else RESULTS.with_name("adaptive_median.json")
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cores": os.cpu_count(), "python": platform.python_version(),
                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        target = None
+        if args.target_width == "median":
+            target = statistics.median(fixed_width(tmp, seed) for seed in range(args.seeds))
+            print(f"target: the fixed grid's median width over {args.seeds} seeds, ×{target:.2f}", flush=True)
         for seed in range(args.seeds):
-            row = one_seed(tmp, seed)
+            row = one_seed(tmp, seed, target)
             rows.append(row)
             print(f"seed {seed}: fixed width ×{row['fixed_width']:.2f}; " + "; ".join(
                 f"{k} ×{row[k]['compute_ratio']:.2f} compute, width ×{row[k]['width']:.2f}, "
                 f"{row[k]['bracketed']}/{row[k]['budgets_trained']} bracketed, N_opt error {100 * row[k]['n_opt_error']:+.0f}%"
-                for k in ("fixed", "adaptive", "adaptive_branches")), flush=True)
+                for k in NAMES), flush=True)
     summary = {k: {"median_compute_ratio": statistics.median(r[k]["compute_ratio"] for r in rows),
                    "median_abs_n_opt_error": statistics.median(abs(r[k]["n_opt_error"]) for r in rows),
                    "share_reaching_target": sum(r[k]["target_reached"] for r in rows) / len(rows),
+                   "median_width": statistics.median(r[k]["width"] for r in rows),
                    "coverage_of_90pct_interval": sum(r[k]["truth_inside_interval"] for r in rows) / len(rows),
                    "share_of_budgets_bracketed": sum(r[k]["bracketed"] for r in rows)
                    / sum(r[k]["budgets_trained"] for r in rows)}
-               for k in ("fixed", "adaptive", "adaptive_branches")}
+               for k in NAMES}
     out = {"benchmark": "bench_adaptive", "machine": machine, "budgets": BUDGETS, "seeds": args.seeds,
+           "target_width": args.target_width,
            "summary": summary, "rows": rows,
            "targets_met": {"adaptive_at_most_0.6x": summary["adaptive"]["median_compute_ratio"] <= 0.6,
-                           "adaptive_branches_at_most_0.4x": summary["adaptive_branches"]["median_compute_ratio"] <= 0.4}}
+                           "adaptive_branches_at_most_0.4x": summary["adaptive_branches"]["median_compute_ratio"] <= 0.4,
+                           "adaptive_branches_extra_at_most_0.4x":
+                               summary["adaptive_branches_extra"]["median_compute_ratio"] <= 0.4}}
     print(json.dumps(summary, indent=1))
     print("targets:", out["targets_met"])
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

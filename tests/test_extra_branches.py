@@ -82,6 +82,7 @@ def test_a_sweep_with_extras_fits_them_by_approach_3_only_and_resumes_without_re
     assert all(x.details.get("extra") for x in r.records if x.experiment_id in extra)
     assert not any(x.details.get("extra") for x in r.records if x.experiment_id not in extra)
     assert f"note: {len(extra)} run(s) on no IsoFLOP budget (extra branches) are fitted by Approach 3 only" in r.summary()
+    assert ff.precision_forecast(r, 3e22).runs_per_budget == ff.precision_forecast(plain, 3e22).runs_per_budget == 5
     # resumed: nothing trains again, the answer is the same
     stamps = {x.experiment_id: x.timestamp for x in r.records}
     again = ff.find_optimal("gpt", output_dir=out, design="branches", extra_branches=2, n_bootstrap=100, **MOCK)

@@ -105,7 +105,10 @@ def precision_forecast(result: Any, compute: float, max_ratio: float | None = No
     budgets = [float(b) for b in analysis.budgets]
     if len(budgets) < 2:
         raise ValueError(f"result: a forecast needs runs at 2 or more compute budgets, found {len(budgets)}")
+    from flops_fit.analysis import off_budget
+
     kept = analysis.table[~analysis.table["outlier"]]
+    kept = kept[~off_budget(kept)]  # runs per budget: extra branches sit on none
     per = kept.groupby("compute_budget").size() if "compute_budget" in kept else None
     if per is not None and len(per):
         m = int(round(float(np.median(per.to_numpy()))))
