@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -61,14 +62,14 @@ def one_seed(tmp: str, seed: int, target_width: float | None = None) -> dict:
     lo, hi = fixed.predict(far)["optimal_params_ci"]
     width = hi / lo if target_width is None else target_width
     row = {"seed": seed, "fixed_width": hi / lo, "target_width": width}
+    # math.inf: no target, every budget trained (what each design gives for the whole grid)
+    ask = {"adaptive": True} if math.isinf(width) else {"target": {"compute": far, "max_ratio": width}}
     runs = {"fixed": (fixed, None)}
-    runs["adaptive"] = (ff.find_optimal("gpt", output_dir=f"{tmp}/ad-{seed}", target={"compute": far, "max_ratio": width},
-                                        **common), None)
-    br = ff.find_optimal("gpt", output_dir=f"{tmp}/br-{seed}", target={"compute": far, "max_ratio": width},
-                         design="branches", **common)
+    runs["adaptive"] = (ff.find_optimal("gpt", output_dir=f"{tmp}/ad-{seed}", **ask, **common), None)
+    br = ff.find_optimal("gpt", output_dir=f"{tmp}/br-{seed}", design="branches", **ask, **common)
     runs["adaptive_branches"] = (br, br.plan.design["flops"]["total"])
-    bx = ff.find_optimal("gpt", output_dir=f"{tmp}/bx-{seed}", target={"compute": far, "max_ratio": width},
-                         design="branches", extra_branches=EXTRA, **common)
+    bx = ff.find_optimal("gpt", output_dir=f"{tmp}/bx-{seed}", design="branches", extra_branches=EXTRA, **ask,
+                         **common)
     runs["adaptive_branches_extra"] = (bx, bx.plan.design["flops"]["total"])
     base = sum(r.compute_budget for r in fixed.records)
     for name, (r, design_flops) in runs.items():
@@ -88,22 +89,26 @@ def one_seed(tmp: str, seed: int, target_width: float | None = None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--target-width", choices=("own", "median"), default="own",
-                    help="what the adaptive sweeps are asked for: each seed's own fixed-grid width, or the median "
-                         "fixed-grid width over the seeds (the design's typical width, not one noisy draw of it); "
-                         "median writes adaptive_median.json")
+    ap.add_argument("--target-width", choices=("own", "median", "none"), default="own",
+                    help="what the adaptive sweeps are asked for: each seed's own fixed-grid width; the median "
+                         "fixed-grid width over the seeds (the design's typical width, not one noisy draw of it: "
+                         "writes adaptive_median.json); or nothing, every budget trained, to compare the designs' "
+                         "widths, errors and coverage at the whole grid (writes adaptive_full.json)")
+    ap.add_argument("--first-seed", type=int, default=0)
     args = ap.parse_args()
-    results = RESULTS if args.target_width == "own" else RESULTS.with_name("adaptive_median.json")
+    results = RESULTS.with_name({"own": "adaptive.json", "median": "adaptive_median.json",
+                                 "none": "adaptive_full.json"}[args.target_width])
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cores": os.cpu_count(), "python": platform.python_version(),
                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        target = None
+        target = math.inf if args.target_width == "none" else None
         if args.target_width == "median":
-            target = statistics.median(fixed_width(tmp, seed) for seed in range(args.seeds))
+            target = statistics.median(fixed_width(tmp, seed) for seed in seeds)
             print(f"target: the fixed grid's median width over {args.seeds} seeds, ×{target:.2f}", flush=True)
-        for seed in range(args.seeds):
+        for seed in seeds:
             row = one_seed(tmp, seed, target)
             rows.append(row)
             print(f"seed {seed}: fixed width ×{row['fixed_width']:.2f}; " + "; ".join(
@@ -118,13 +123,15 @@ def main() -> None:
                    "share_of_budgets_bracketed": sum(r[k]["bracketed"] for r in rows)
                    / sum(r[k]["budgets_trained"] for r in rows)}
                for k in NAMES}
-    out = {"benchmark": "bench_adaptive", "machine": machine, "budgets": BUDGETS, "seeds": args.seeds,
+    out = {"benchmark": "bench_adaptive", "machine": machine, "budgets": BUDGETS, "seeds": list(seeds),
            "target_width": args.target_width,
            "summary": summary, "rows": rows,
            "targets_met": {"adaptive_at_most_0.6x": summary["adaptive"]["median_compute_ratio"] <= 0.6,
                            "adaptive_branches_at_most_0.4x": summary["adaptive_branches"]["median_compute_ratio"] <= 0.4,
                            "adaptive_branches_extra_at_most_0.4x":
                                summary["adaptive_branches_extra"]["median_compute_ratio"] <= 0.4}}
+    if args.target_width == "none":  # nothing was asked: the compute targets do not apply
+        out["targets_met"] = None
     print(json.dumps(summary, indent=1))
     print("targets:", out["targets_met"])
     results.parent.mkdir(exist_ok=True)

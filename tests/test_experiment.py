@@ -55,7 +55,8 @@ def _ff_train_model(*args: str, cwd: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-@pytest.mark.parametrize("name", ["tiny_bert", "tiny_lstm"])  # WordPiece + masked LM; BPE + causal LSTM
+# WordPiece + masked LM in the default run; BPE + causal LSTM (about 9 s more) with the slow tests
+@pytest.mark.parametrize("name", ["tiny_bert", pytest.param("tiny_lstm", marks=pytest.mark.slow)])
 def test_ff_train_model_resumes_after_a_kill(name, tmp_path):
     args = ["--config", name, "training.tokens=60000", "training.checkpoint_every_steps=5",
             f"logging.output_dir={tmp_path / 'run'}"]

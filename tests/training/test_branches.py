@@ -157,9 +157,6 @@ def test_the_cli_plans_the_same_design(tmp_path):
     n_extra = sum(e["extra"] for e in saved["experiments"])
     assert n_extra > 0 and saved["run_settings"]["extra_branches"] == 1
     assert f"{n_extra} of them extra branches between budgets" in extra.stdout
-    lone = ff_cli("plan", *MOCK_SMALL, "extra_branches=1", "output_dir=y", cwd=tmp_path)
-    assert "extra_branches: extra points are cooldown branches of a trunk, so they need design='branches'" in \
-        error_line(lone)
 
 
 def test_an_adaptive_branched_sweep_forks_later_rounds_from_the_same_trunks(tmp_path):
