@@ -5,7 +5,7 @@ download). Sized to finish in under 10 minutes on 2 CPU cores; uses a GPU when
 there is one. `--mock` runs the same pipeline on a seeded Chinchilla loss law in
 seconds instead.
 
-    python examples/demo.py [--output-dir outputs/demo] [--mock]
+    python examples/demo.py [--output-dir outputs/demo] [--mock] [--design separate|branches] [--extra-branches K]
 """
 
 from __future__ import annotations
@@ -32,10 +32,15 @@ def main() -> None:
                    help="branches (default): one constant-LR trunk per size, every point a WSD cooldown branch "
                         "(the same answer within its intervals for ~0.8x the FLOPs, measured in "
                         "benchmarks/results/demo_log_*.json); separate: one run per point")
+    p.add_argument("--extra-branches", type=int, default=None,
+                   help="with branches: this many more cooldown branches per gap between a size's budgets, fitted by "
+                        "Approach 3 (default 2: on the demo's real runs they narrow N_opt's interval at the top "
+                        "budget from x2.77 to x1.70 for 1.22x the FLOPs, benchmarks/results/extra_branches.json)")
     p.add_argument("--fresh", action="store_true",
                    help="start over: move the results of an earlier demo aside (needed after an upgrade that "
                         "changes the demo's plan; otherwise a rerun resumes)")
     args = p.parse_args()
+    extra = args.extra_branches if args.extra_branches is not None else (2 if args.design == "branches" else 0)
     t0 = time.perf_counter()
     if args.mock:
         result = ff.find_optimal("gpt", model_kwargs={"n_layers": 4, "vocab_size": 32000},
@@ -54,7 +59,7 @@ def main() -> None:
             size_min=8,
             size_max=256,
             train_config={"batch_size": BATCH_SIZE, "val_units": 256 * SEQ_LEN, "num_threads": args.threads},
-            output_dir=args.output_dir, design=args.design, resume=not args.fresh,
+            output_dir=args.output_dir, design=args.design, extra_branches=extra, resume=not args.fresh,
         )
     wall = time.perf_counter() - t0
     print()
@@ -72,9 +77,14 @@ def main() -> None:
     design = result.plan.design
     if design:
         fl = design["flops"]
+        on_budget = [e for e in result.plan.runnable if not e.extra]
+        alone = sum(e.flops for e in on_budget)  # the IsoFLOP points as separate runs: what a plain sweep costs
         line["compute_saved"] = f"{1 - fl['ratio']:.0%} of {fl['separate_runs']:.3g} FLOPs (trunks and branches)"
         print(f"design: trunks and cooldown branches spent {fl['total']:.3g} FLOPs, {1 - fl['ratio']:.0%} less than "
-              f"the same {len(result.records)} points as separate runs ({fl['separate_runs']:.3g})")
+              f"the same {len(result.records)} points as separate runs ({fl['separate_runs']:.3g})"
+              + (f"; {len(result.records) - len(on_budget)} of them are extra branches for Approach 3, and the whole "
+                 f"design cost ×{fl['total'] / alone:.2f} of the {len(on_budget)} IsoFLOP points alone as separate "
+                 f"runs ({alone:.3g})" if len(on_budget) < len(result.records) else ""))
     print(json.dumps(line))
     print(f"files: {result.output_dir}/{{sweep.json,results.json,analysis/scaling_laws.json,plots/*.png}}")
 
