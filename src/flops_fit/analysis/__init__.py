@@ -292,7 +292,8 @@ def _approach_3(table: pd.DataFrame, opts: AnalysisOptions, stored: Mapping[str,
             warnings.simplefilter("ignore")
             boot = bootstrap_parametric(kept, n_resamples=opts.n_bootstrap, seed=opts.seed,
                                         confidence=opts.confidence, n_jobs=opts.n_jobs, fit=fit,
-                                        exclude_outliers=False)
+                                        exclude_outliers=False,
+                                        stratify_col="budget" if "budget" in kept.columns else None)
     return fit, boot, note
 
 

@@ -450,18 +450,15 @@ def runs_frame(
 
 def _booleans(col: pd.Series, name: str) -> np.ndarray:
     """A column of true/false flags (bools, 0/1, or the words true/false; empty: false), else ValueError."""
-    words = {"true": True, "false": False, "1": True, "0": False, "": False, "nan": False, "none": False}
+    words = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False, "": False, "nan": False,
+             "none": False}
     out = []
     for i, v in col.items():
         key = str(v).strip().lower()
-        if isinstance(v, (bool, np.bool_)) or key in words:
-            out.append(bool(v) if isinstance(v, (bool, np.bool_)) else words[key])
-            continue
-        if isinstance(v, (int, float, np.integer, np.floating)) and float(v) in (0.0, 1.0):
-            out.append(bool(v))
-            continue
-        raise ValueError(f"{name}: expected true or false (a run on no IsoFLOP budget, or not), found {show(v)} "
-                         f"at row {show(i)}")
+        if key not in words:
+            raise ValueError(f"{name}: expected true or false (a run on no IsoFLOP budget, or not), found {show(v)} "
+                             f"at row {show(i)}")
+        out.append(words[key])
     return np.array(out, bool)
 
 
