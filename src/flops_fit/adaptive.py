@@ -69,7 +69,7 @@ def predicted_centre(plan: SweepPlan, records: list[Any], compute: float) -> tup
     else the one vertex scaled by (C / C_v)^0.5 (the Chinchilla exponent); None without a vertex."""
     from flops_fit.analysis.isoflop import fit_budget
 
-    records = on_budget_records(plan, records)
+    records = on_budget_records(records)
     vertices = []
     for c in sorted({r.compute_budget for r in records if r.ok}):
         runs = [r for r in records if r.ok and r.compute_budget == c]
@@ -91,10 +91,10 @@ def predicted_centre(plan: SweepPlan, records: list[Any], compute: float) -> tup
     return None, "no vertex yet: the centre guess"
 
 
-def on_budget_records(plan: SweepPlan, records: list[Any]) -> list[Any]:
-    """The records of IsoFLOP points: extra branches (on no budget) decide nothing here."""
-    extra = {e.experiment_id for e in plan.experiments if e.extra}
-    return [r for r in records if r.experiment_id not in extra]
+def on_budget_records(records: list[Any]) -> list[Any]:
+    """The records of IsoFLOP points: extra branches (on no budget; their records say so, checked against the
+    plan when read) decide nothing here."""
+    return [r for r in records if not r.details.get("extra")]
 
 
 def open_side_targets(plan: SweepPlan, records: list[Any], compute: float) -> tuple[list[float], str] | None:
@@ -102,7 +102,7 @@ def open_side_targets(plan: SweepPlan, records: list[Any], compute: float) -> tu
     minimum is bracketed (or cannot be judged)."""
     from flops_fit.analysis.isoflop import fit_budget
 
-    runs = [r for r in on_budget_records(plan, records) if r.ok and r.compute_budget == compute]
+    runs = [r for r in on_budget_records(records) if r.ok and r.compute_budget == compute]
     if len({r.num_params for r in runs}) < 3:
         return None
     n = np.array([r.num_params for r in runs], float)
