@@ -1,7 +1,7 @@
 """Adaptive sweeps against the fixed grid, on a mock law whose optimum sits far from the grid's 20-tokens-per-
 parameter centre, over several noise seeds.
 
-    python benchmarks/bench_adaptive.py [--seeds 10] [--target-width own|median]
+    python benchmarks/bench_adaptive.py [--seeds 10] [--first-seed 0] [--target-width own|median|none]
 
 For each seed: the fixed grid (every budget, sizes centred on 20 tokens/param) gives an interval width
 (upper / lower bound) of N_opt at 1000x the largest budget. The adaptive sweep is then asked for that
@@ -41,12 +41,16 @@ def _common(seed: int) -> dict:
                 num_model_sizes=5, span_decades=0.5, size_multiple=16, n_bootstrap=200, progress=False, seed=seed)
 
 
-def fixed_width(tmp: str, seed: int) -> float:
-    """The fixed grid's interval width (upper / lower) of N_opt at 1000x the largest budget, for one seed."""
+def fixed_sweep(tmp: str, seed: int):
+    """The fixed grid of one seed (a second call resumes it: nothing trains again)."""
     import flops_fit as ff
 
-    fixed = ff.find_optimal("gpt", output_dir=f"{tmp}/fixed-{seed}", **_common(seed))
-    lo, hi = fixed.predict(1000 * BUDGETS[-1])["optimal_params_ci"]
+    return ff.find_optimal("gpt", output_dir=f"{tmp}/fixed-{seed}", **_common(seed))
+
+
+def width_at_far(result) -> float:
+    """The interval width (upper / lower) of N_opt at 1000x the largest budget."""
+    lo, hi = result.predict(1000 * BUDGETS[-1])["optimal_params_ci"]
     return hi / lo
 
 
@@ -58,10 +62,10 @@ def one_seed(tmp: str, seed: int, target_width: float | None = None) -> dict:
     law = common["mock_law"]
     far = 1000 * BUDGETS[-1]
     truth = law.G * (far / 6) ** law.a
-    fixed = ff.find_optimal("gpt", output_dir=f"{tmp}/fixed-{seed}", **common)
-    lo, hi = fixed.predict(far)["optimal_params_ci"]
-    width = hi / lo if target_width is None else target_width
-    row = {"seed": seed, "fixed_width": hi / lo, "target_width": width}
+    fixed = fixed_sweep(tmp, seed)
+    own = width_at_far(fixed)
+    width = own if target_width is None else target_width
+    row = {"seed": seed, "fixed_width": own, "target_width": width}
     # math.inf: no target, every budget trained (what each design gives for the whole grid)
     ask = {"adaptive": True} if math.isinf(width) else {"target": {"compute": far, "max_ratio": width}}
     runs = {"fixed": (fixed, None)}
@@ -77,8 +81,7 @@ def one_seed(tmp: str, seed: int, target_width: float | None = None) -> dict:
         p = r.predict(far)
         lo, hi = p["optimal_params_ci"]
         row[name] = {"compute": spent, "compute_ratio": spent / base, "width": hi / lo,
-                     "budgets_trained": len({x.compute_budget for x in r.records
-                                             if x.experiment_id not in {e.experiment_id for e in r.plan.experiments if e.extra}}),
+                     "budgets_trained": len({x.compute_budget for x in r.records if not x.details.get("extra")}),
                      "runs": len(r.records),
                      "bracketed": sum(o.in_range for o in r.analysis.isoflop.optima),
                      "n_opt_error": p["optimal_params"] / truth - 1, "truth_inside_interval": lo <= truth <= hi,
@@ -106,7 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         target = math.inf if args.target_width == "none" else None
         if args.target_width == "median":
-            target = statistics.median(fixed_width(tmp, seed) for seed in seeds)
+            target = statistics.median(width_at_far(fixed_sweep(tmp, seed)) for seed in seeds)
             print(f"target: the fixed grid's median width over {args.seeds} seeds, ×{target:.2f}", flush=True)
         for seed in seeds:
             row = one_seed(tmp, seed, target)

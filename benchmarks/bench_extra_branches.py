@@ -32,16 +32,9 @@ def _demo():
 
 
 def sweep(out: str, extra: int, threads: int | None) -> dict:
-    import flops_fit as ff
-
     demo = _demo()
     t0 = time.perf_counter()
-    r = ff.find_optimal("gpt", model_kwargs=demo.MODEL_KWARGS, dataset="stdlib", data_options={"seq_len": demo.SEQ_LEN},
-                        compute_budgets=demo.BUDGETS, num_model_sizes=5, span_decades=0.5, center_tokens_per_param=60,
-                        size_min=8, size_max=256, progress=False, output_dir=out, design="branches",
-                        extra_branches=extra,
-                        train_config={"batch_size": demo.BATCH_SIZE, "val_units": 256 * demo.SEQ_LEN,
-                                      "num_threads": threads, "progress": False})
+    r = demo.real_sweep(out, extra_branches=extra, threads=threads, progress=False)
     wall = time.perf_counter() - t0
     top = max(demo.BUDGETS)
     row = {"extra_branches": extra, "wall_s": wall, "runs": len(r.records),

@@ -23,6 +23,26 @@ MODEL_KWARGS = {"n_layers": 2, "head_dim": 8, "max_seq_len": 64}
 SEQ_LEN, BATCH_SIZE = 64, 16  # 1,024 tokens per optimizer step
 
 
+def real_sweep(output_dir: str, *, design: str = "branches", extra_branches: int = 2, threads: int | None = None,
+               resume: bool = True, progress: bool | None = None) -> ff.Result:
+    """The demo's real sweep (benchmarks/bench_extra_branches.py runs it too, with and without extras)."""
+    return ff.find_optimal(
+        "gpt",
+        model_kwargs=MODEL_KWARGS,
+        dataset="stdlib",
+        data_options={"seq_len": SEQ_LEN},
+        compute_budgets=BUDGETS,
+        num_model_sizes=5,
+        span_decades=0.5,
+        center_tokens_per_param=60,
+        size_min=8,
+        size_max=256,
+        train_config={"batch_size": BATCH_SIZE, "val_units": 256 * SEQ_LEN, "num_threads": threads,
+                      "progress": progress},
+        output_dir=output_dir, design=design, extra_branches=extra_branches, resume=resume, progress=progress,
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--output-dir", default="outputs/demo")
@@ -47,20 +67,8 @@ def main() -> None:
                                  min_flops=1e17, max_flops=1e21, num_budgets=5, mode="mock",
                                  output_dir=args.output_dir + "-mock", resume=not args.fresh)
     else:
-        result = ff.find_optimal(
-            "gpt",
-            model_kwargs=MODEL_KWARGS,
-            dataset="stdlib",
-            data_options={"seq_len": SEQ_LEN},
-            compute_budgets=BUDGETS,
-            num_model_sizes=5,
-            span_decades=0.5,
-            center_tokens_per_param=60,
-            size_min=8,
-            size_max=256,
-            train_config={"batch_size": BATCH_SIZE, "val_units": 256 * SEQ_LEN, "num_threads": args.threads},
-            output_dir=args.output_dir, design=args.design, extra_branches=extra, resume=not args.fresh,
-        )
+        result = real_sweep(args.output_dir, design=args.design, extra_branches=extra, threads=args.threads,
+                            resume=not args.fresh)
     wall = time.perf_counter() - t0
     print()
     print(result.summary())
