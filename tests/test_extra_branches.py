@@ -76,7 +76,7 @@ def test_a_sweep_with_extras_fits_them_by_approach_3_only_and_resumes_without_re
     # Approach 2: the same budgets, vertices and law as without extras (the points are the same draws)
     assert [o.compute_budget for o in a.isoflop.optima] == [o.compute_budget for o in plain.analysis.isoflop.optima]
     assert a.isoflop.n_opt_fit.exponent_a == plain.analysis.isoflop.n_opt_fit.exponent_a
-    assert int((~a.table["outlier"]).sum()) == len(r.records) - sum(a.table["outlier"])
+    assert set(a.table.loc[a.table["extra"], "experiment_id"]) == extra  # the analysis knows which they are
     assert a.parametric.n_points == len(plain.records) + len(extra) - len(a.parametric.excluded)
     assert "Approach 3 (parametric L = E + A/N^α + B/D^β, " + f"{a.parametric.n_points} runs)" in r.summary()
     assert all(x.details.get("extra") for x in r.records if x.experiment_id in extra)
